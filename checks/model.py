@@ -1,0 +1,181 @@
+"""The check model: metadata, a pure function over gathered inputs, a result."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.errors import ClusterError
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"  # could not tell: the summary says why
+    SKIP = "skip"  # does not apply here: the summary says why
+
+
+class Generation(str, enum.Enum):
+    """Istio control-plane layouts that change what a check must look at."""
+
+    MIXER_05 = "0.5-0.7"  # one istio-mixer, istio-ca
+    MIXER_08 = "0.8"  # istio-policy + istio-telemetry, istio-citadel
+    MIXER_1X = "1.0-1.4"  # 1.x with Mixer
+    ISTIOD = "istiod"  # 1.5+
+
+
+MIXER_ERA = frozenset({Generation.MIXER_05, Generation.MIXER_08, Generation.MIXER_1X})
+ALL_GENERATIONS = frozenset(Generation)
+
+
+@dataclass(frozen=True)
+class Istio:
+    """What the control plane told us about itself."""
+
+    namespace: str
+    version: str | None
+    generation: Generation | None
+    deployments: Mapping[str, dict] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        parts = []
+        for piece in (self.version or "").split("."):
+            digits = "".join(ch for ch in piece if ch.isdigit())
+            if not digits:
+                break
+            parts.append(int(digits))
+        return tuple(parts)
+
+    def at_least(self, *version: int) -> bool:
+        return self.version_tuple >= version
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check concluded; the runner adds the check's identity."""
+
+    status: Status
+    summary: str
+    evidence: tuple[str, ...] = ()
+    fix: str = ""
+
+
+def passed(summary: str, *evidence: str) -> Outcome:
+    return Outcome(Status.PASS, summary, evidence)
+
+
+def warned(summary: str, evidence: list[str] | tuple[str, ...] = (), fix: str = "") -> Outcome:
+    return Outcome(Status.WARN, summary, tuple(evidence), fix)
+
+
+def failed(summary: str, evidence: list[str] | tuple[str, ...] = (), fix: str = "") -> Outcome:
+    return Outcome(Status.FAIL, summary, tuple(evidence), fix)
+
+
+def skipped(reason: str) -> Outcome:
+    return Outcome(Status.SKIP, reason)
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    title: str
+    section: str
+    status: Status
+    summary: str
+    evidence: tuple[str, ...] = ()
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "title": self.title,
+            "section": self.section,
+            "status": self.status.value,
+            "summary": self.summary,
+            "evidence": list(self.evidence),
+            "fix": self.fix,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Result:
+        return cls(
+            check=data["check"],
+            title=data["title"],
+            section=data["section"],
+            status=Status(data["status"]),
+            summary=data["summary"],
+            evidence=tuple(data.get("evidence", ())),
+            fix=data.get("fix", ""),
+        )
+
+
+class InputUnavailable(Exception):
+    """Raised inside a check when an input it needs could not be fetched."""
+
+    def __init__(self, cause: ClusterError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class Context:
+    """What a check sees: the detected Istio and the inputs it declared."""
+
+    def __init__(self, istio: Istio, settings: Settings, values: Mapping[Any, Any], declared: frozenset):
+        self.istio = istio
+        self.settings = settings
+        self._values = values
+        self._declared = declared
+
+    def get(self, key: Any) -> Any:
+        if key not in self._declared:
+            raise KeyError(f"input {key!r} was not declared by this check")
+        value = self._values[key]
+        if isinstance(value, ClusterError):
+            raise InputUnavailable(value)
+        return value
+
+    def maybe(self, key: Any, default: Any = None) -> Any:
+        """Like get, but an input that could not be fetched gives ``default``."""
+        try:
+            return self.get(key)
+        except InputUnavailable:
+            return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-run knobs a check may read; all have production defaults."""
+
+    clock_skew_seconds: float = 30.0
+    refresh_delay_seconds: float = 30.0
+    large_mesh_sidecars: int = 50
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    section: str
+    generations: frozenset[Generation]
+    inputs: Callable[[Istio], tuple]
+    run: Callable[[Context], Outcome]
+    description: str = ""
+
+    @property
+    def group(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+def check(*, id: str, title: str, section: str, generations=ALL_GENERATIONS,
+          inputs: Callable[[Istio], tuple] = lambda istio: ()) -> Callable[[Callable[[Context], Outcome]], Check]:
+    """Declare a check; its docstring is its help text."""
+
+    def wrap(fn: Callable[[Context], Outcome]) -> Check:
+        return Check(id, title, section, frozenset(generations), inputs, fn, " ".join((fn.__doc__ or "").split()))
+
+    return wrap

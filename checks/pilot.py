@@ -1,0 +1,44 @@
+"""Pilot: does its registration API answer and list the mesh's services?"""
+
+from __future__ import annotations
+
+import json
+
+from checks.common import body, down_reason, pod_logs_hint
+from checks.errors import BadPayload
+from checks.inputs import Endpoint
+from checks.model import MIXER_ERA, Context, InputUnavailable, check, failed, passed
+
+PILOT = "istio-pilot"
+# The v1 API on 8080 is plain HTTP in every version that has it (0.5 to 1.4), mTLS or not.
+REGISTRATION_PORT = 8080
+
+
+def registration(namespace: str) -> Endpoint:
+    return Endpoint(namespace, PILOT, REGISTRATION_PORT, "v1/registration")
+
+
+@check(id="pilot.registration", title="Pilot's registration API lists the mesh's services",
+       section="verifying-connectivity-to-istio-pilot", generations=MIXER_ERA,
+       inputs=lambda istio: (registration(istio.namespace),))
+def pilot_registration(ctx: Context):
+    """Calls Pilot's v1 registration API (the one the guide curls from a sidecar) and expects a list of
+    services, each with its service key and hosts."""
+    ns = ctx.istio.namespace
+    fix = f"kubectl -n {ns} get pods -l istio=pilot\n{pod_logs_hint(ctx.istio, PILOT, 'discovery')}"
+    down = down_reason(ctx.istio, PILOT)
+    if down:
+        return failed(f"Pilot cannot answer: {down}", [down], fix)
+    endpoint = registration(ns)
+    try:
+        services = json.loads(body(ctx, endpoint))
+    except ValueError as exc:
+        raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON: {exc}")) from None
+    if not isinstance(services, list):
+        raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer a list of services"))
+    if not services:
+        return failed("Pilot answers but lists no service: it cannot read the service registry",
+                      [f"GET {endpoint} → []"], fix)
+    hosts = sum(len(s.get("hosts") or []) for s in services)
+    sample = [f'{s.get("service-key")}: {len(s.get("hosts") or [])} hosts' for s in services[:5]]
+    return passed(f"Pilot lists {len(services)} service keys with {hosts} hosts", *sample)

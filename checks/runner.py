@@ -1,0 +1,132 @@
+"""Run checks on one cluster: detect Istio, gather inputs once, run each check."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from checks import istio as istio_mod
+from checks.catalog import ALL_CHECKS, GROUPS
+from checks.cluster import Cluster
+from checks.errors import ClusterError
+from checks.gather import Gatherer
+from checks.model import ALL_GENERATIONS, Check, Context, InputUnavailable, Istio, Result, Settings, Status
+
+DEFAULT_BUDGET_SECONDS = 20.0
+
+
+class UnknownTarget(ValueError):
+    def __init__(self, target: str):
+        names = sorted(GROUPS) + ["all"] + [c.id for c in ALL_CHECKS]
+        close = difflib.get_close_matches(target, names, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        super().__init__(f"unknown check or group '{target}'{hint}; see `meshbot checks`")
+        self.target = target
+        self.suggestion = close[0] if close else None
+
+
+def select(targets: Iterable[str]) -> list[Check]:
+    """Checks named by groups or ids, in catalogue order."""
+    wanted: set[str] = set()
+    for target in targets:
+        target = target.strip().lower()
+        if target == "all":
+            wanted.update(c.id for c in ALL_CHECKS)
+        elif target in GROUPS:
+            wanted.update(c.id for c in ALL_CHECKS if c.group == target)
+        elif any(c.id == target for c in ALL_CHECKS):
+            wanted.add(target)
+        else:
+            raise UnknownTarget(target)
+    return [c for c in ALL_CHECKS if c.id in wanted]
+
+
+@dataclass
+class Report:
+    cluster: str
+    istio: Istio
+    results: list[Result]
+    duration_ms: int
+    requests: int = 0
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self):
+        self.counts = {s.value: sum(r.status is s for r in self.results) for s in Status}
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status in (Status.FAIL, Status.ERROR) for r in self.results)
+
+    def to_json(self) -> dict:
+        generation = self.istio.generation.value if self.istio.generation else None
+        return {
+            "cluster": self.cluster,
+            "istio": {"version": self.istio.version, "generation": generation},
+            "results": [r.to_json() for r in self.results],
+            "duration_ms": self.duration_ms,
+        }
+
+
+def run(cluster: Cluster, checks: Sequence[Check], *, namespace: str = "istio-system",
+        settings: Settings = Settings(), budget: float = DEFAULT_BUDGET_SECONDS,
+        concurrency: int = 32) -> Report:
+    return asyncio.run(run_async(cluster, checks, namespace=namespace, settings=settings,
+                                 budget=budget, concurrency=concurrency))
+
+
+async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str = "istio-system",
+                    settings: Settings = Settings(), budget: float = DEFAULT_BUDGET_SECONDS,
+                    concurrency: int = 32) -> Report:
+    started = time.monotonic()
+    gatherer = Gatherer(cluster, deadline=started + budget, concurrency=concurrency)
+    try:
+        detection_key = istio_mod.deployments_input(namespace)
+        found = (await gatherer.gather([detection_key]))[detection_key]
+        detection_error = found if isinstance(found, ClusterError) else None
+        istio = istio_mod.detect(namespace, [] if detection_error else found)
+
+        runnable = [c for c in checks if _skip_reason(c, istio, detection_error) is None]
+        declared = {c.id: frozenset(c.inputs(istio)) | {detection_key} for c in runnable}
+        values = await gatherer.gather(k for keys in declared.values() for k in keys)
+        results = []
+        for check in checks:
+            reason = _skip_reason(check, istio, detection_error)
+            if reason is not None:
+                results.append(_result(check, reason))
+            else:
+                results.append(_run_one(check, Context(istio, settings, values, declared[check.id])))
+        return Report(cluster.name, istio, results, int((time.monotonic() - started) * 1000), gatherer.requests)
+    finally:
+        gatherer.close()
+
+
+def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | None) -> tuple | None:
+    if check.generations == ALL_GENERATIONS:
+        return None
+    if detection_error is not None:
+        return Status.ERROR, f"could not detect the Istio version: {detection_error}"
+    if istio.generation is None:
+        return Status.SKIP, f"no Istio control plane found in namespace {istio.namespace}"
+    if istio.generation not in check.generations:
+        applies = ", ".join(sorted(g.value for g in check.generations))
+        return Status.SKIP, f"applies to Istio {applies}; this cluster runs {istio.version or istio.generation.value}"
+    return None
+
+
+def _result(check: Check, outcome: tuple) -> Result:
+    status, summary = outcome[0], outcome[1]
+    evidence, fix = (outcome[2], outcome[3]) if len(outcome) > 2 else ((), "")
+    return Result(check.id, check.title, check.section, status, summary, tuple(evidence), fix)
+
+
+def _run_one(check: Check, context: Context) -> Result:
+    try:
+        out = check.run(context)
+    except InputUnavailable as exc:
+        return _result(check, (Status.ERROR, f"could not tell: {exc}"))
+    except Exception as exc:  # a check's bug must not stop the others
+        return _result(check, (Status.ERROR, f"check {check.id} crashed: {type(exc).__name__}: {exc}"))
+    return _result(check, (out.status, out.summary, out.evidence, out.fix))

@@ -1,0 +1,30 @@
+"""Connect to a configured cluster and run checks: the one entry point the CLI and the worker share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from checks.cluster import Cluster
+from checks.errors import AccessError
+from checks.model import Check, Istio, Result, Status
+from checks.runner import Report, run
+
+
+def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_config) -> Report:
+    """Run checks; a cluster that cannot even be configured raises ConfigError."""
+    cluster = Cluster.connect(
+        name, cluster_config.kubeconfig, cluster_config.context,
+        request_timeout=checks_config.request_timeout_seconds, concurrency=checks_config.concurrency,
+        endpoints=cluster_config.endpoints,
+    )
+    try:
+        return run(cluster, checks, namespace=cluster_config.istio_namespace, settings=checks_config.settings(),
+                   budget=checks_config.budget_seconds, concurrency=checks_config.concurrency)
+    finally:
+        cluster.close()
+
+
+def unreachable_report(name: str, checks: Sequence[Check], error: AccessError, namespace: str) -> Report:
+    """Every check as ``error`` with the cause, for a cluster that could not be reached at all."""
+    results = [Result(c.id, c.title, c.section, Status.ERROR, f"could not tell: {error}") for c in checks]
+    return Report(name, Istio(namespace, None, None), results, 0)

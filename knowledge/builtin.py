@@ -1,0 +1,337 @@
+"""Built-in knowledge: one entry per guide section meshbot knows about.
+
+This is the single place that maps check ids to guide section ids; the check
+engine and the answer index both read it.  The wording is meshbot's own, so the
+bot answers usefully with no guide configured.  Symptoms are phrased the way
+people report a problem, which lets questions match an entry even when they
+share no word with the guide's heading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DOCS_URL = "https://istio.io/help/troubleshooting/"
+
+
+@dataclass(frozen=True)
+class Entry:
+    section: str
+    title: str
+    checks: tuple[str, ...] = ()
+    parent: str | None = None
+    symptoms: tuple[str, ...] = ()
+    looks_at: str = ""
+    fix: str = ""
+    commands: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"{DOCS_URL}#{self.section}"
+
+
+METRICS = "where-are-the-metrics-for-my-service"
+DEBUG = "how-can-i-debug-issues-with-the-service-mesh"
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry(
+        section="verifying-connectivity-to-istio-pilot",
+        title="Sidecars cannot reach Pilot",
+        checks=("pilot.registration",),
+        symptoms=(
+            "proxies get no configuration from the control plane",
+            "is pilot up, can the envoy sidecars reach discovery",
+            "service registry empty, registration API returns no services",
+            "new services are not routable, endpoints never show up",
+        ),
+        looks_at="Pilot's v1 registration API (port 15003 with or without mTLS, "
+        "8080 plain) and whether it lists a service-key and hosts for each service.",
+        fix="Make sure the istio-pilot pods are ready and their Service has endpoints, "
+        "then query the registration API from a pod inside the mesh.",
+        commands=(
+            "kubectl -n istio-system get pods -l istio=pilot",
+            "curl http://istio-pilot.istio-system:8080/v1/registration",
+        ),
+    ),
+    Entry(
+        section="no-traces-appearing-in-zipkin-when-running-istio-locally-on-mac",
+        title="Clock skew on the node hides traces",
+        checks=("clock.node-skew",),
+        symptoms=(
+            "no traces or spans in zipkin or jaeger tracing",
+            "traces appear days early, timestamps in the past",
+            "tracing only shows data with a very long date range",
+            "docker for mac time drift, container clock differs from host date",
+        ),
+        looks_at="the clock inside pods on each node compared with the bot's own clock.",
+        fix="Resynchronise the node clock. On Docker for Mac, restart Docker "
+        "(its VM clock drifts after sleep) and reinstall Istio.",
+        commands=("docker run --rm --entrypoint date busybox", "date -u"),
+    ),
+    Entry(
+        section="envoy-wont-connect-to-my-http10-service",
+        title="Envoy rejects HTTP/1.0 upstreams",
+        checks=("envoy.http10",),
+        symptoms=(
+            "426 upgrade required from the sidecar",
+            "legacy backend speaks http 1.0 and requests fail through envoy",
+            "nginx behind envoy, proxy_pass without proxy_http_version 1.1",
+        ),
+        looks_at="istio-proxy access logs for HTTP/1.0 requests answered with 426, "
+        "and nginx configs that proxy without proxy_http_version 1.1.",
+        fix="Have the client or proxy in front of the service speak HTTP/1.1 or "
+        "HTTP/2; in nginx add proxy_http_version 1.1 and clear the Connection header.",
+        commands=('proxy_http_version 1.1;\nproxy_set_header Connection "";',),
+    ),
+    Entry(
+        section="no-grafana-output-when-connecting-from-a-local-web-client-to-istio-remotely-hosted",
+        title="Browser clock skew blanks Grafana",
+        checks=("clock.client-skew",),
+        symptoms=(
+            "grafana dashboards empty, panels show no data from a laptop browser",
+            "istio dashboard graphs blank although prometheus has data",
+            "workstation clock off, ntp or chrony not running",
+        ),
+        looks_at="the time reported by the cluster compared with the time of the "
+        "machine asking, since Grafana queries with the browser's clock.",
+        fix="Run a time service (NTP or chrony) on the cluster nodes and on the "
+        "client machine, pointed at a reachable time server.",
+        commands=("timedatectl status", "chronyc tracking"),
+    ),
+    Entry(
+        section=METRICS,
+        title="Metrics missing for a service",
+        checks=(
+            "mixer.report-calls",
+            "mixer.metrics-config",
+            "mixer.config-resolution",
+            "mixer.post-install-job",
+            "mixer.prometheus-dispatch",
+            "prometheus.scrape-config",
+            "prometheus.targets-up",
+        ),
+        symptoms=(
+            "no istio metrics for my service in prometheus",
+            "service missing from the dashboards, telemetry not collected",
+            "how telemetry flows from envoy to mixer to the prometheus adapter",
+        ),
+        looks_at="each hop of the telemetry pipeline: Envoy reports to Mixer, Mixer "
+        "rules and instances, the Prometheus adapter, and Prometheus scraping Mixer; "
+        "at the end of it are series such as istio_request_count "
+        "(istio_requests_total from 1.0).",
+        fix="Run the mixer and prometheus checks; the first hop that fails is where metrics stop.",
+    ),
+    Entry(
+        section="verify-mixer-is-receiving-report-calls",
+        title="Mixer receives no Report calls",
+        checks=("mixer.report-calls",),
+        parent=METRICS,
+        symptoms=(
+            "envoy sidecars not reporting telemetry to mixer",
+            "grpc_server_handled_total has no Report method series",
+            "mixer self-monitoring shows zero report calls",
+        ),
+        looks_at="Mixer's self-monitoring metrics (port 9093, /metrics) for "
+        'grpc_server_handled_total with grpc_method="Report".',
+        fix="If there are no Report calls, the workloads are not in the mesh: check "
+        "sidecar injection for the namespace and redeploy the pods.",
+        commands=(
+            "kubectl -n istio-system port-forward <mixer-pod> 9093",
+            "curl -s localhost:9093/metrics | grep grpc_server_handled_total",
+        ),
+    ),
+    Entry(
+        section="verify-mixer-metrics-configuration-exists",
+        title="Mixer metrics configuration missing",
+        checks=(
+            "mixer.metrics-config",
+            "mixer.config-resolution",
+            "mixer.post-install-job",
+        ),
+        parent=METRICS,
+        symptoms=(
+            "promhttp or promtcp rules missing",
+            "no prometheus handler or metric instances configured",
+            "mixer config resolution errors for my service",
+            "mixer post-install job failed, custom resources not created",
+        ),
+        looks_at="the Mixer rules, prometheus handler and metric instances "
+        "(config.istio.io), mixer_config_resolve_count errors, and the "
+        "istio-mixer-post-install job.",
+        fix="Reapply the default Mixer telemetry configuration from your Istio "
+        "release, then read the mixer container logs for configuration errors.",
+        commands=(
+            "kubectl get rules.config.istio.io --all-namespaces",
+            "kubectl get prometheuses.config.istio.io,metrics.config.istio.io --all-namespaces",
+            "kubectl -n istio-system logs <mixer-pod> -c mixer",
+        ),
+    ),
+    Entry(
+        section="verify-mixer-is-sending-metric-instances-to-the-prometheus-adapter",
+        title="Mixer does not dispatch to the Prometheus adapter",
+        checks=("mixer.prometheus-dispatch",),
+        parent=METRICS,
+        symptoms=(
+            "prometheus adapter dispatches failing or zero",
+            "mixer_adapter_dispatch_count shows errors for the prometheus handler",
+            "report returned with INTERNAL error in mixer logs",
+        ),
+        looks_at="mixer_adapter_dispatch_count (or mixer_runtime_dispatch_count) for "
+        'adapter="prometheus", split by error.',
+        fix="No dispatches means the rules are missing; errors mean the handler is "
+        "misconfigured. Read the mixer logs around the failing Report.",
+        commands=("kubectl -n istio-system logs <mixer-pod> -c mixer | grep Report",),
+    ),
+    Entry(
+        section="verify-prometheus-configuration",
+        title="Prometheus does not scrape Mixer",
+        checks=("prometheus.scrape-config", "prometheus.targets-up"),
+        parent=METRICS,
+        symptoms=(
+            "prometheus scrape job istio-mesh missing",
+            "istio-mesh target down or unhealthy in prometheus targets",
+            "prometheus never scrapes mixer on port 42422",
+        ),
+        looks_at="the Prometheus configuration for a job scraping Mixer's port 42422, "
+        "and the health of the istio-mesh target.",
+        fix="Add the istio-mesh scrape job (or fix its selector), reload Prometheus, and confirm the target is up.",
+        commands=(
+            "kubectl -n istio-system port-forward svc/prometheus 9090",
+            "curl -s localhost:9090/api/v1/targets",
+        ),
+    ),
+    Entry(
+        section=DEBUG,
+        title="Debugging the mesh",
+        symptoms=(
+            "general debugging tools and tips for the mesh",
+            "how to troubleshoot istio step by step",
+        ),
+        looks_at="nothing by itself; it points at istioctl, gdb and tcpdump.",
+        fix="Start with istioctl proxy-config; use gdb or tcpdump from a debug container for lower-level problems.",
+    ),
+    Entry(
+        section="with-istioctl",
+        title="Inspect proxy configuration with istioctl",
+        parent=DEBUG,
+        symptoms=(
+            "dump the clusters, listeners, routes or endpoints of an envoy sidecar",
+            "see what xds configuration pilot pushed to a pod",
+            "istioctl proxy-config pc output",
+        ),
+        looks_at="nothing; istioctl reads the Envoy admin interface or Pilot's view.",
+        fix="Use istioctl proxy-config against the pod.",
+        commands=(
+            "istioctl proxy-config clusters <pod-name>",
+            "istioctl proxy-config endpoints <pod-name>",
+        ),
+    ),
+    Entry(
+        section="with-gdb",
+        title="Attach gdb to a mesh component",
+        parent=DEBUG,
+        symptoms=(
+            "attach a debugger to envoy, mixer or pilot",
+            "goroutine backtrace of a stuck process",
+            "debug images and process id for gdb",
+        ),
+        looks_at="nothing; this needs the debug images.",
+        fix="Deploy the debug images, exec into the container, find the process id "
+        "and attach gdb (with the Go extensions for Go components).",
+        commands=("kubectl exec -it <pod> -c istio-proxy -- ps ax", "gdb -p <pid> <binary>"),
+    ),
+    Entry(
+        section="with-tcpdump",
+        title="Capture packets next to the sidecar",
+        parent=DEBUG,
+        symptoms=(
+            "tcpdump permission denied in the sidecar, not running as root",
+            "capture or sniff packets of a pod in the mesh",
+            "traffic between envoy and the app on localhost is plain text",
+        ),
+        looks_at="nothing; the sidecar runs unprivileged, so capture from another "
+        "container sharing the pod's network namespace.",
+        fix="Run tcpdump from an ephemeral debug container in the same pod.",
+        commands=("kubectl debug -it <pod> --image=nicolaka/netshoot -- tcpdump -i any",),
+    ),
+    Entry(
+        section="envoy-is-crashing-under-load",
+        title="Envoy crashes under load (file descriptors)",
+        checks=("envoy.fd-exhaustion",),
+        symptoms=(
+            "sidecar restarts or dies under heavy traffic or a load test",
+            "too many open files, assert failure fd_ != -1",
+            "istio-proxy crash loop when requests spike",
+            "ulimit open file descriptor limit 1024",
+        ),
+        looks_at="the open-file limit of the istio-proxy container and Envoy crash signatures in its logs.",
+        fix="Raise the file descriptor limit for the proxy (for example "
+        "ulimit -n 16384 or the container runtime's nofile limit).",
+        commands=("kubectl exec <pod> -c istio-proxy -- sh -c 'ulimit -n'",),
+    ),
+    Entry(
+        section="headless-tcp-services-losing-connection-from-istiofied-containers",
+        title="TCP connections drop when certificates rotate",
+        checks=("mtls.headless-tcp",),
+        symptoms=(
+            "long-lived tcp connections reset every 15 minutes",
+            "database, kafka or websocket clients disconnected periodically",
+            "headless service connections dropped by the sidecar",
+            "citadel certificate rotation restarts envoy",
+        ),
+        looks_at="whether Citadel is deployed with mTLS while headless TCP services "
+        "carry long-lived connections through sidecars.",
+        fix="Make clients reconnect on their own. To stop the restarts, disable mTLS "
+        "in the mesh config and scale istio-citadel to zero.",
+        commands=(
+            "kubectl -n istio-system edit configmap istio",
+            "kubectl -n istio-system scale deploy/istio-citadel --replicas=0",
+        ),
+    ),
+    Entry(
+        section="envoy-process-high-cpu-usage",
+        title="Envoy uses CPU while idle (refresh delay)",
+        checks=("envoy.refresh-delay",),
+        symptoms=(
+            "istio-proxy high cpu usage with no traffic on a large cluster",
+            "sidecar cpu hot while idle",
+            "discovery refresh delay or interval too short, refreshDelay 1s",
+            "route changes slow to propagate, temporary 404 after raising the interval",
+        ),
+        looks_at="the discovery refresh delay in the istio mesh ConfigMap.",
+        fix="Raise the refresh delay (for example to 30s), restart Pilot and "
+        "re-inject the sidecars; route changes then take up to twice as long.",
+        commands=(
+            "kubectl -n istio-system edit configmap istio",
+            "kubectl -n istio-system delete pods -l istio=pilot",
+        ),
+    ),
+    Entry(
+        section="kubernetes-webhook-setup-script-files-are-missing-from-05-release-package",
+        title="Webhook certificate scripts missing (0.5)",
+        checks=("injection.webhook-certs",),
+        symptoms=(
+            "webhook-create-signed-cert.sh or webhook-patch-ca-bundle.sh not found",
+            "release tarball lacks the scripts that provision injector certificates",
+        ),
+        looks_at="the sidecar injector's webhook certificate Secret and the CA bundle "
+        "of its MutatingWebhookConfiguration.",
+        fix="Fetch the two scripts from the release-0.7 branch of istio/istio, or upgrade past 0.5.1.",
+    ),
+    Entry(
+        section="automatic-sidecar-injection-will-fail-if-the-kube-apiserver-has-proxy-settings",
+        title="Injection fails when the API server uses a proxy",
+        checks=("injection.apiserver-proxy",),
+        symptoms=(
+            "automatic sidecar injection not working, pods start without istio-proxy",
+            "failed calling admission webhook sidecar-injector service unavailable",
+            "kube-apiserver http_proxy https_proxy no_proxy settings",
+        ),
+        looks_at="proxy environment variables on the kube-apiserver and webhook failures in its logs.",
+        fix="Add the pod and service CIDRs (and .svc) to no_proxy, or remove the proxy "
+        "settings from the kube-apiserver manifest and restart it.",
+    ),
+)
+
+BY_SECTION: dict[str, Entry] = {e.section: e for e in ENTRIES}
+SECTION_FOR_CHECK: dict[str, str] = {check: e.section for e in ENTRIES if e.section != METRICS for check in e.checks}

@@ -1,0 +1,321 @@
+"""The answer index: BM25 over guide sections and built-in knowledge together.
+
+Ranking is BM25 (bm25s).  BM25 scores have no scale, so the score reported and
+thresholded is a coverage: the share of the question's information (IDF mass)
+that the section accounts for, damped by how far the section trails the best
+one.  Words the index has never seen count against coverage, which is what
+turns away "how do I configure a VirtualService canary split".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import bm25s
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import DamerauLevenshtein
+
+from . import builtin
+from .guide import DEFAULT_HOME, Block, Fetcher, Section, parse_guide
+from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, stem, terms, words
+
+THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/ASK_RESULTS.md
+RELATIVE = 0.6  # further matches must reach this share of the best score
+EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
+EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
+SYNONYM_WEIGHT = 0.5
+TITLE_WEIGHT = 3  # times a heading counts in its section
+TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
+EVIDENCE = 2.0  # matched question words needed for full confidence
+
+
+@dataclass(frozen=True)
+class Match:
+    section: str
+    title: str
+    score: float
+    excerpt: str  # Slack mrkdwn
+    checks: list[str]
+    url: str
+    plain_excerpt: str = field(default="", repr=False)  # the excerpt as plain text, for terminals
+
+    def to_json(self) -> dict:
+        return {
+            "section": self.section,
+            "title": self.title,
+            "score": round(self.score, 3),
+            "excerpt": self.excerpt,
+            "checks": list(self.checks),
+        }
+
+
+class Index:
+    def __init__(self, sections: Sequence[Section]) -> None:
+        self.sections = list(sections)
+        self._by_id = {s.id: s for s in self.sections}
+        docs = [terms(_document_text(s)) for s in self.sections]
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(docs, show_progress=False)
+        self._vocab = {t for doc in docs for t in doc}
+        self._doc_terms = [set(doc) for doc in docs]
+        n = len(docs)
+        df: dict[str, int] = {}
+        for doc in self._doc_terms:
+            for t in doc:
+                df[t] = df.get(t, 0) + 1
+        self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self._idf_unknown = math.log(1 + (n - 0.5) / 1.5)  # as rare as a word in one section
+        # Raw words for typo correction, mapped to their stems.
+        self._spelling = {
+            w: stem(w)
+            for s in self.sections
+            for w in words(_document_text(s))
+            if len(w) >= 4 and w.isalpha() and w not in STOPWORDS
+        }
+
+    def section(self, section_id: str) -> Section | None:
+        return self._by_id.get(section_id)
+
+    def ask(self, question: str, limit: int = 3) -> list[Match]:
+        weights = self._query(question)
+        if not weights or not self.sections:
+            return []
+        known = {t: w for t, w in weights.items() if t in self._vocab}
+        raw = np.zeros(len(self.sections))
+        for t, w in known.items():
+            raw += w * self._bm25.get_scores([t])
+        best = float(raw.max())
+        if best <= 0:
+            return []
+        # Words never seen, unless they carry digits (timestamps, pod hashes), count against.
+        asked = {
+            t: w
+            for t, w in weights.items()
+            if w > SYNONYM_WEIGHT and (t in self._vocab or t in SYNONYMS or t.isalpha())
+        }
+        total = sum(self._idf.get(t, self._idf_unknown) for t in asked)
+        scored = []
+        for i, s in enumerate(self.sections):
+            if raw[i] <= 0:
+                continue
+            have = self._doc_terms[i]
+            hits = {t: w for t, w in asked.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
+            covered = sum(w * self._idf.get(t, self._idf_unknown) for t, w in hits.items())
+            evidence = min(1.0, sum(hits.values()) / EVIDENCE)
+            score = (covered / total) * evidence * math.sqrt(raw[i] / best)
+            scored.append((min(score, 1.0), s))
+        scored.sort(key=lambda p: -p[0])
+        if not scored or scored[0][0] < THRESHOLD:
+            return []
+        top = scored[0][0]
+        return [
+            self._match(s, score, question)
+            for score, s in scored[:limit]
+            if score >= THRESHOLD and score >= RELATIVE * top
+        ]
+
+    def _query(self, question: str) -> dict[str, float]:
+        """Weighted query terms: the question's own (typos corrected), then synonyms."""
+        weights: dict[str, float] = {}
+        for chunk in clean_chat(question).split():
+            # In paths and URLs pasted from logs, unknown words are noise.
+            in_path = chunk.count("/") >= 2
+            for w in words(chunk):
+                if len(w) < 2 or w in STOPWORDS:
+                    continue
+                t = stem(ABBREVIATIONS.get(w, w))
+                if in_path and t not in self._vocab:
+                    continue
+                weight = 1.0
+                if t not in self._vocab and t not in SYNONYMS and w.isalpha() and len(w) >= 4:
+                    fixed = self._correct(w)
+                    t, weight = (fixed, TYPO_WEIGHT) if fixed else (t, 1.0)
+                weights[t] = max(weight, weights.get(t, 0.0))
+        for t in list(weights):
+            for extra in SYNONYMS.get(t, ()):
+                weights.setdefault(extra, SYNONYM_WEIGHT)
+        return weights
+
+    def _correct(self, word: str) -> str | None:
+        edits = 1 if len(word) < 8 else 2
+        hit = process.extractOne(word, self._spelling.keys(), scorer=DamerauLevenshtein.distance, score_cutoff=edits)
+        return self._spelling[hit[0]] if hit else None
+
+    def _match(self, s: Section, score: float, question: str | None) -> Match:
+        return Match(
+            section=s.id,
+            title=s.title,
+            score=float(score),
+            excerpt=excerpt(s, self._relevance(question)),
+            checks=list(s.checks),
+            url=s.url,
+            plain_excerpt=excerpt(s, self._relevance(question), plain=True),
+        )
+
+    def _relevance(self, question: str | None):
+        """A scorer for blocks: IDF mass of the question's terms found in a block."""
+        weights = self._query(question) if question else {}
+
+        def score(block: Block) -> float:
+            have = set(terms(block.plain))
+            return sum(w * self._idf.get(t, 0.0) for t, w in weights.items() if t in have)
+
+        return score
+
+
+def _document_text(s: Section) -> str:
+    # Headings name the problem most precisely, so they count several times.
+    return "\n".join([s.title] * TITLE_WEIGHT + [*s.symptoms, s.text])
+
+
+def excerpt(section: Section, relevance=None, *, plain: bool = False) -> str:
+    """The most relevant blocks of a section, in order, ending with its link."""
+    blocks = list(section.blocks)
+    form = (lambda b: b.plain) if plain else (lambda b: b.mrkdwn)
+    link = f"More: {section.url}" if plain else f"<{section.url}|More: {section.title}>"
+    budget = min(EXCERPT_TARGET, EXCERPT_LIMIT - len(link) - 10)
+    scores = [relevance(b) if relevance else 0.0 for b in blocks]
+    if sum(len(form(b)) + 2 for b in blocks) <= budget:
+        order = list(range(len(blocks)))  # short enough to quote whole
+    elif blocks and max(scores) > 0:
+        # The best blocks, plus the opening paragraph for context when it fits.
+        order = sorted(range(len(blocks)), key=lambda i: -scores[i])
+        order = [i for i in order if scores[i] >= 0.5 * scores[order[0]]]
+        if not blocks[0].mrkdwn.startswith("```") and 0 not in order:
+            order.insert(1, 0)
+    else:
+        order = list(range(len(blocks)))
+    chosen: list[int] = []
+    used = 0
+    for i in order:
+        # A block ending in a colon introduces the next one (usually its code).
+        group = [i, i + 1] if form(blocks[i]).endswith(":") and i + 1 < len(blocks) else [i]
+        group = [j for j in group if j not in chosen]
+        size = sum(len(form(blocks[j])) + 2 for j in group)
+        if chosen and used + size > budget:
+            continue
+        chosen.extend(group)
+        used += size
+    parts: list[str] = []
+    for n, i in enumerate(sorted(chosen)):
+        if n and i != sorted(chosen)[n - 1] + 1:
+            parts.append("…")
+        parts.append(form(blocks[i]))
+    body = _truncate("\n\n".join(parts), EXCERPT_LIMIT - len(link) - 2)
+    return f"{body}\n\n{link}" if body else link
+
+
+def _truncate(text: str, limit: int) -> str:
+    """Cut at a line boundary under `limit`, closing a code block left open."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 8].rsplit("\n", 1)[0]
+    if cut.count("```") % 2:
+        cut += "\n```"
+    return cut + "\n…"
+
+
+def builtin_sections() -> list[Section]:
+    sections = []
+    for e in builtin.ENTRIES:
+        blocks = []
+        if e.looks_at:
+            blocks.append(Block(f"*What meshbot checks:* {_esc(e.looks_at)}", f"What meshbot checks: {e.looks_at}"))
+        if e.fix:
+            blocks.append(Block(f"*Fix:* {_esc(e.fix)}", f"Fix: {e.fix}"))
+        if e.commands:
+            cmds = "\n".join(e.commands)
+            indented = "\n".join("    " + line for line in cmds.split("\n"))
+            blocks.append(Block(f"```\n{_esc(cmds)}\n```", indented, code=(cmds,)))
+        sections.append(
+            Section(
+                id=e.section,
+                title=e.title,
+                url=e.url,
+                level=3 if e.parent else 2,
+                parent=e.parent,
+                blocks=tuple(blocks),
+                guide="builtin",
+                checks=e.checks,
+                symptoms=e.symptoms,
+            )
+        )
+    return sections
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) -> list[Section]:
+    """Guide sections win on text; built-in entries add checks and symptoms."""
+    known = {s.id: s for s in builtin_list}
+    merged = []
+    for s in guide_sections:
+        b = known.pop(s.id, None)
+        merged.append(replace(s, checks=b.checks, symptoms=b.symptoms) if b else s)
+    return _list_children(merged + list(known.values()))
+
+
+def _list_children(sections: list[Section]) -> list[Section]:
+    """A heading with no text of its own answers with links to its subsections."""
+    out = []
+    for s in sections:
+        children = [c for c in sections if c.parent == s.id]
+        if not s.blocks and children:
+            block = Block(
+                "\n".join(f"• <{c.url}|{_esc(c.title)}>" for c in children),
+                "\n".join(f"- {c.title}: {c.url}" for c in children),
+            )
+            s = replace(s, blocks=(block,))
+        out.append(s)
+    return out
+
+
+def load_index(
+    guides: Sequence[str] = (),
+    *,
+    include_builtin: bool = True,
+    home: str = DEFAULT_HOME,
+    base_urls: dict[str, str] | None = None,
+    cache_dir: str | None = None,
+    timeout: float | None = None,
+    fetcher: Fetcher | None = None,
+) -> Index:
+    """Build an index from guides (paths or URLs) and the built-in knowledge.
+
+    With no guides the index holds the built-in knowledge alone.  `home`
+    replaces `{{home}}` in guides; `base_urls` maps a guide source to the docs
+    page its section links point at, when its front matter does not say.
+    URL guides are cached in memory for the process, and in `cache_dir` when
+    given.  Raises GuideError with a message fit for the user.
+    """
+    if fetcher is None and (cache_dir or timeout):
+        fetcher = Fetcher(cache_dir=cache_dir, timeout=timeout or 10.0)
+    fetcher = fetcher or _default_fetcher
+    sections: list[Section] = []
+    seen: set[str] = set()
+    for source in guides:
+        guide = parse_guide(fetcher.read(source), source=source, base_url=(base_urls or {}).get(source), home=home)
+        for s in guide.sections:
+            if s.id in seen:  # a runbook repeating a heading: keep the first
+                continue
+            seen.add(s.id)
+            sections.append(s)
+    return Index(merge(sections, builtin_sections() if include_builtin else []))
+
+
+def excerpt_for_section(
+    index: Index, section_id: str, question: str | None = None, *, plain: bool = False
+) -> str | None:
+    """The excerpt to attach to a check result for its guide section (None if unknown)."""
+    s = index.section(section_id)
+    if s is None:
+        return None
+    return excerpt(s, index._relevance(question) if question else None, plain=plain)
+
+
+_default_fetcher = Fetcher()

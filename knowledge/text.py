@@ -1,0 +1,132 @@
+"""Words: cleaning chat messages, tokens, stems and domain synonyms.
+
+Guides and questions go through the same `terms()` so that they meet in one
+vocabulary.  Regexes here work on chat text and single words, never on guide
+Markdown (that is markdown-it's job, in guide.py).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Slack's message markup: https://api.slack.com/reference/surfaces/formatting
+_MENTION = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|chan>, <!here>, <!subteam^S1>
+_LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
+_EMOJI = re.compile(r"(?<![\w:]):[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*:(?![\w])")
+
+
+def clean_chat(text: str) -> str:
+    """Strip Slack markup from a message, keeping what a person wrote."""
+    text = _MENTION.sub(" ", text)
+    text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    while True:  # emoji can sit back to back (`:wave::skin-tone-2:`)
+        stripped = _EMOJI.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    text = text.replace("`", " ")
+    return html.unescape(text)  # Slack sends &lt; &gt; &amp;
+
+
+# A word, or a dotted version number such as 1.0 or 0.5.1.
+_WORD = re.compile(r"\d+(?:\.\d+)+|[a-z0-9_]+")
+
+STOPWORDS = frozenset(
+    """a about above after again all also am an and any anyone anything are as
+    at be because been before being below between both but by can cant could
+    did didnt do does doesnt doing dont down during each even ever every few
+    for from further get gets getting got had has have having he her here hers
+    hi hey how i id if im in into is isnt it its itself ive just like ll me
+    might more most my myself need no nor not now of off on once only or other
+    our ours out over own please pls same she should so some still such than
+    thank thanks that thats the their them then there these they this those
+    through to too under until up us very via want was wasnt we were what whats
+    when where which while who whom why will with won wont would you your
+    yours yet one bit lot lots really seem seems seeing see aren couldn didn doesn
+    don hasn haven isn shouldn wasn weren wouldn actually anyway maybe somehow
+    basically literally guys folks""".split()
+)
+
+
+def stem(word: str) -> str:
+    """A deliberately small stemmer: plural, -ing, -ed, -ation; same on both sides."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix in ("ations", "ation", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                break
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiou":
+        word = word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Lowercased words, before stemming; identifiers split into their parts too."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        w = w.strip("_")
+        if not w:
+            continue
+        out.append(w)
+        if "_" in w:
+            out.extend(p for p in w.split("_") if p)
+        elif "." in w and w.count(".") > 1:
+            out.append(".".join(w.split(".")[:2]))  # 0.5.1 also counts as 0.5
+    return out
+
+
+# Shorthand people type in chat, read as the word the guides use.
+ABBREVIATIONS = {
+    "svc": "service",
+    "svcs": "services",
+    "ns": "namespace",
+    "cfg": "config",
+    "conf": "config",
+    "k8s": "kubernetes",
+    "certs": "certificates",
+    "env": "environment",
+    "prom": "prometheus",
+}
+
+
+def terms(text: str) -> list[str]:
+    """Index terms of a text: words without stopwords, stemmed."""
+    return [stem(ABBREVIATIONS.get(w, w)) for w in words(text) if len(w) > 1 and w not in STOPWORDS]
+
+
+# Words people use for the things the guides name differently.  Each key
+# (a stem) adds its values at a lower weight; keep this list about the domain,
+# not about particular questions.
+_SYNONYM_GROUPS: dict[str, str] = {
+    "dashboard panel graph chart": "grafana",
+    "span tracing jaeger": "trace zipkin",
+    "restart die dead crashloop crashloopbackoff oomkill": "crash",
+    "spike burst perf loadtest benchmark peak": "load",
+    "disconnect reset drop dropp": "connection lose",
+    "clock drift skew timestamp": "time date",
+    "ntp chrony timesync": "time synchron",
+    "debugger backtrace": "gdb",
+    "sniff capture packet pcap wireshark": "tcpdump",
+    "descriptor fd": "file ulimit",
+    "426": "http 1.0",
+    "istiod discovery": "pilot",
+    "telemetry stat": "metric",
+    "sidecar": "envoy proxy",
+    "inject injection injector": "inject injection injector sidecar",
+    "cert certificate": "cert certificate",
+    "scrape target": "prometheus",
+    "talk reach communicate": "connect connectivity",
+    "empty blank nothing gone zero none": "missing empty",
+    "xds cds eds lds rds": "proxy-config istioctl",
+}
+SYNONYMS: dict[str, tuple[str, ...]] = {}
+for _keys, _values in _SYNONYM_GROUPS.items():
+    for _key in _keys.split():
+        _extra = tuple(t for v in _values.split() for t in terms(v) if t != stem(_key))
+        SYNONYMS[stem(_key)] = SYNONYMS.get(stem(_key), ()) + _extra

@@ -1,0 +1,51 @@
+"""One grid: every check over every scenario, through `meshbot check all --json`."""
+
+import json
+
+import pytest
+
+import kubesim
+from bot.cli import main
+from checks.catalog import ALL_CHECKS
+
+GENERATIONS = {c.id: {g.value for g in c.generations} for c in ALL_CHECKS}
+
+
+@pytest.mark.parametrize("name", kubesim.scenario.names())
+def test_every_check_gives_the_expected_verdict(name, simulate, capsys):
+    sim, kubeconfig = simulate(name)
+    code = main(["check", "all", "--kubeconfig", str(kubeconfig), "--json"])
+    report = json.loads(capsys.readouterr().out)
+
+    generation = report["istio"]["generation"]
+    verdicts = {r["check"]: r["status"] for r in report["results"]}
+    expected = {
+        check: sim.scenario.expect.get(check, "pass" if generation in GENERATIONS[check] else "skip")
+        for check in GENERATIONS
+    }
+    assert verdicts == expected
+    assert code == (1 if {"fail", "error"} & set(verdicts.values()) else 0)
+
+
+def test_each_check_has_a_scenario_where_it_does_not_pass():
+    caught = {check for name in kubesim.scenario.names() for check in kubesim.load(name).expect}
+    assert caught == set(GENERATIONS)
+
+
+@pytest.mark.parametrize("name", kubesim.scenario.names())
+def test_results_carry_evidence_and_a_fix_when_they_do_not_pass(name, simulate, capsys):
+    sim, kubeconfig = simulate(name)
+    main(["check", "all", "--kubeconfig", str(kubeconfig), "--json"])
+    for result in json.loads(capsys.readouterr().out)["results"]:
+        if result["status"] in ("fail", "warn"):
+            assert result["evidence"], result
+            assert result["fix"].strip(), result
+
+
+def test_a_healthy_run_names_the_version_and_generation(simulate, capsys):
+    _, kubeconfig = simulate("istio-0.8.0-healthy")
+    main(["check", "mixer", "--kubeconfig", str(kubeconfig), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["istio"] == {"version": "0.8.0", "generation": "0.8"}
+    assert {r["check"] for r in report["results"]} == {c.id for c in ALL_CHECKS if c.group == "mixer"}
+    assert isinstance(report["duration_ms"], int)

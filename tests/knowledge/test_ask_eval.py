@@ -1,0 +1,36 @@
+"""The eval set as a regression gate: ranking changes that lose accuracy fail CI."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+EVAL = Path(__file__).parents[1] / "data" / "ask_eval.yaml"
+HOLDOUT = Path(__file__).with_name("ask_holdout.yaml")
+
+
+def figures(index, path):
+    questions = yaml.safe_load(path.read_text())["questions"]
+    on = [q for q in questions if q["expect"]]
+    off = [q for q in questions if not q["expect"]]
+    top1 = sum(bool(m := index.ask(q["q"])) and m[0].section == q["expect"] for q in on)
+    rejected = sum(index.ask(q["q"]) == [] for q in off)
+    return top1 / len(on), rejected / len(off)
+
+
+def test_eval_set_shape():
+    questions = yaml.safe_load(EVAL.read_text())["questions"]
+    assert len(questions) >= 80
+    assert sum(q["expect"] is None for q in questions) >= 20
+
+
+@pytest.mark.parametrize("which", ["guide_index", "builtin_index"])
+def test_eval_accuracy_and_rejection(request, which):
+    top1, rejected = figures(request.getfixturevalue(which), EVAL)
+    assert top1 >= 0.9, f"top-1 accuracy {top1:.1%}"
+    assert rejected >= 0.9, f"off-topic rejected {rejected:.1%}"
+
+
+def test_holdout_does_not_collapse(guide_index):
+    top1, rejected = figures(guide_index, HOLDOUT)
+    assert top1 >= 0.85 and rejected >= 0.85, (top1, rejected)

@@ -1,0 +1,111 @@
+import pytest
+
+from knowledge import ENTRIES, SECTION_FOR_CHECK, Match
+from knowledge.text import clean_chat
+
+# The engine relies on exactly these; changing one is a contract change.
+CHECK_SECTIONS = {
+    "pilot.registration": "verifying-connectivity-to-istio-pilot",
+    "clock.node-skew": "no-traces-appearing-in-zipkin-when-running-istio-locally-on-mac",
+    "clock.client-skew": "no-grafana-output-when-connecting-from-a-local-web-client-to-istio-remotely-hosted",
+    "envoy.http10": "envoy-wont-connect-to-my-http10-service",
+    "mixer.report-calls": "verify-mixer-is-receiving-report-calls",
+    "mixer.metrics-config": "verify-mixer-metrics-configuration-exists",
+    "mixer.config-resolution": "verify-mixer-metrics-configuration-exists",
+    "mixer.post-install-job": "verify-mixer-metrics-configuration-exists",
+    "mixer.prometheus-dispatch": "verify-mixer-is-sending-metric-instances-to-the-prometheus-adapter",
+    "prometheus.scrape-config": "verify-prometheus-configuration",
+    "prometheus.targets-up": "verify-prometheus-configuration",
+    "envoy.fd-exhaustion": "envoy-is-crashing-under-load",
+    "mtls.headless-tcp": "headless-tcp-services-losing-connection-from-istiofied-containers",
+    "envoy.refresh-delay": "envoy-process-high-cpu-usage",
+    "injection.webhook-certs": "kubernetes-webhook-setup-script-files-are-missing-from-05-release-package",
+    "injection.apiserver-proxy": "automatic-sidecar-injection-will-fail-if-the-kube-apiserver-has-proxy-settings",
+}
+
+
+def test_check_to_section_mapping_is_the_contract():
+    assert SECTION_FOR_CHECK == CHECK_SECTIONS
+
+
+def test_every_builtin_entry_is_a_section_of_the_shared_guide(guide_index):
+    for entry in ENTRIES:
+        section = guide_index.section(entry.section)
+        assert section is not None and section.guide != "builtin", entry.section
+        assert section.checks == entry.checks
+
+
+def test_builtin_only_index_answers_without_any_guide(builtin_index):
+    [top, *_] = builtin_index.ask("envoy keeps crashing under load")
+    assert top.section == "envoy-is-crashing-under-load"
+    assert top.checks == ["envoy.fd-exhaustion"]
+    assert top.url == "https://istio.io/help/troubleshooting/#envoy-is-crashing-under-load"
+    assert "ulimit" in top.excerpt
+
+
+def test_guide_text_gives_excerpt_builtin_gives_checks(guide_index):
+    [top, *_] = guide_index.ask("is mixer receiving report calls?")
+    assert top.section == "verify-mixer-is-receiving-report-calls"
+    assert top.checks == ["mixer.report-calls"]
+    assert "grpc_server_handled_total" in top.excerpt
+    assert "What meshbot checks" not in top.excerpt
+
+
+def test_match_json_is_the_cli_contract(guide_index):
+    [top, *_] = guide_index.ask("envoy won't connect to my HTTP/1.0 service")
+    assert isinstance(top, Match)
+    assert set(top.to_json()) == {"section", "title", "score", "excerpt", "checks"}
+    assert top.to_json()["section"] == "envoy-wont-connect-to-my-http10-service"
+    assert 0 < top.score <= 1
+
+
+def test_clean_chat_strips_slack_markup():
+    text = "<@U123> <!here> see <#C1|incidents> and <https://x.example/a|the doc> `kubectl` :fire: &lt;pod&gt;"
+    assert clean_chat(text).split() == ["see", "and", "the", "doc", "kubectl", "<pod>"]
+    assert clean_chat("at 21:51:03 fd_ != -1: impl.cc:58").split() == [
+        "at",
+        "21:51:03",
+        "fd_",
+        "!=",
+        "-1:",
+        "impl.cc:58",
+    ]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "<@U024BE7LH> envoy crashing under load :fire:",
+        "`envoy` *crashing* under load <#C024BE7LR|incident-42>",
+        "envoy crashing under load <https://grafana.example/d/1|dashboard>",
+    ],
+)
+def test_slack_formatting_does_not_change_the_answer(guide_index, question):
+    assert guide_index.ask(question)[0].section == "envoy-is-crashing-under-load"
+
+
+@pytest.mark.parametrize(
+    "question, section",
+    [
+        ("envoy crashng undr heavy laod", "envoy-is-crashing-under-load"),
+        ("verify promethues configuraton", "verify-prometheus-configuration"),
+        ("no traces in zipkn on mac", "no-traces-appearing-in-zipkin-when-running-istio-locally-on-mac"),
+    ],
+)
+def test_typos_are_corrected(guide_index, question, section):
+    assert guide_index.ask(question)[0].section == section
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["anyone up for lunch?", "how do I configure a VirtualService canary split", "thanks!", ""],
+)
+def test_off_topic_gets_no_answer(guide_index, builtin_index, question):
+    assert guide_index.ask(question) == []
+    assert builtin_index.ask(question) == []
+
+
+def test_limit_and_order(guide_index):
+    matches = guide_index.ask("no metrics in prometheus from mixer", limit=2)
+    assert 1 <= len(matches) <= 2
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
