@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from checks.cluster import Response
 from checks.errors import BadPayload
@@ -82,7 +82,7 @@ def client_skew(ctx: Context):
     offset = now - midpoint
     slack = SERVER_DATE_RESOLUTION + (response.received_at - response.sent_at) / 2
     limit = ctx.settings.clock_skew_seconds
-    line = f"API server Date {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d %H:%M:%S}Z, bot clock {offset:+.0f}s apart"
+    line = f"API server Date {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M:%S}Z, bot clock {offset:+.0f}s apart"
     if abs(offset) > limit + slack:
         side = "ahead of" if offset > 0 else "behind"
         return failed(f"the cluster's clock is {abs(offset):.0f}s {side} this client's: dashboards asking for recent"

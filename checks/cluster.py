@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -146,7 +145,7 @@ class Cluster:
         try:
             raw = self._api.call_api(method, url, headers, _request_timeout=timeout)
             body = raw.read()
-        except (urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError):
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
             raise RequestTimeout(f"GET {path} timed out after {timeout:g} s") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unreachable(f"cannot reach the API server of {self.name}: {_first_line(exc)}") from None
@@ -202,7 +201,10 @@ class Cluster:
         if direct:
             return self._get_direct(direct.rstrip("/") + "/" + path.lstrip("/"))
         proxy_path = f"/api/v1/namespaces/{namespace}/services/{quote(f'{service}:{port}')}/proxy/{path.lstrip('/')}"
-        return self.get(proxy_path, accept="*/*")
+        response = self.get(proxy_path, accept="*/*")
+        if response.status in (401, 403) and _is_api_status(response):  # the API server refused, not the endpoint
+            raise _status_error(proxy_path, response)
+        return response
 
     def _get_direct(self, url: str) -> Response:
         assert self._http is not None
@@ -226,6 +228,13 @@ def _status_reason(response: Response) -> str:
         return json.loads(response.body).get("reason", "")
     except (ValueError, AttributeError):
         return ""
+
+
+def _is_api_status(response: Response) -> bool:
+    try:
+        return json.loads(response.body).get("kind") == "Status"
+    except (ValueError, AttributeError):
+        return False
 
 
 def _kind_missing(response: Response) -> bool:

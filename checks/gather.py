@@ -62,7 +62,7 @@ class Gatherer:
         if tasks:
             await asyncio.wait(tasks, timeout=remaining)
         values: dict[Any, Any] = {}
-        for key, task in zip(keys, tasks):
+        for key, task in zip(keys, tasks, strict=True):
             if not task.done():
                 task.cancel()
                 values[key] = RequestTimeout(f"{key} was not fetched within the run's time budget")

@@ -121,7 +121,7 @@ class SidecarLogs:
             if has_sidecar(p) and p.get("status", {}).get("phase") == "Running"
         ]
         values = await g.get_many(keys)
-        return {f"{k.namespace}/{k.pod}": v for k, v in zip(keys, values)}
+        return {f"{k.namespace}/{k.pod}": v for k, v in zip(keys, values, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -145,4 +145,4 @@ class SelectedLogs:
         keys = [PodLog(self.namespace, p["metadata"]["name"], p["spec"]["containers"][0]["name"], self.tail_lines)
                 for p in pods]
         values = await g.get_many(keys)
-        return {f"{k.namespace}/{k.pod}": v for k, v in zip(keys, values)}
+        return {f"{k.namespace}/{k.pod}": v for k, v in zip(keys, values, strict=True)}

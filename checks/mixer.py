@@ -97,7 +97,7 @@ def report_calls(ctx: Context):
     if uninjected:
         evidence.append("namespaces without istio-injection=enabled: " + ", ".join(uninjected))
         fix += [f"kubectl label namespace {ns} istio-injection=enabled" for ns in uninjected[:5]]
-        fix.append("# then restart the workloads so their pods get a sidecar, e.g. kubectl -n NS rollout restart deploy")
+        fix.append("# then restart the workloads so their pods get a sidecar: kubectl -n NS rollout restart deploy")
     fix.append(f"kubectl -n {ctx.istio.namespace} get configmap istio -o jsonpath='{{.data.mesh}}' | grep -i mixer")
     return failed("Mixer has not received any Report call: no sidecar is reporting telemetry", evidence,
                   "\n".join(fix))
@@ -177,7 +177,8 @@ def metrics_config(ctx: Context):
         problems.insert(0, "no metric instance is configured")
     counts = f"{len(rules)} rules, {len(handlers)} Prometheus handlers, {len(instances)} metric instances"
     if problems:
-        return failed(problems[0] if len(problems) == 1 else f"{len(problems)} problems in Mixer's metrics configuration",
+        headline = problems[0] if len(problems) == 1 else f"{len(problems)} problems in Mixer's metrics configuration"
+        return failed(headline,
                       problems + [counts], _reapply_config(ctx.istio, ns))
     return passed(f"{counts}; every reference resolves", *evidence)
 
@@ -250,15 +251,16 @@ def post_install_job(ctx: Context):
     if job is None:
         if rules:
             return passed(f"job {POST_INSTALL_JOB} is gone (removed after success) and {len(rules)} rules exist")
-        return failed(f"job {POST_INSTALL_JOB} is missing and no Mixer rule exists", [f"no job {ns}/{POST_INSTALL_JOB}"],
-                      reapply)
+        return failed(f"job {POST_INSTALL_JOB} is missing and no Mixer rule exists",
+                      [f"no job {ns}/{POST_INSTALL_JOB}"], reapply)
     status = job.get("status") or {}
     line = (f"job {ns}/{POST_INSTALL_JOB}: succeeded={status.get('succeeded', 0)}"
             f" failed={status.get('failed', 0)} active={status.get('active', 0)}")
     if status.get("succeeded"):
         return passed(f"job {POST_INSTALL_JOB} succeeded", line)
     if status.get("active"):
-        return warned(f"job {POST_INSTALL_JOB} is still running", [line], f"kubectl -n {ns} logs job/{POST_INSTALL_JOB}")
+        return warned(f"job {POST_INSTALL_JOB} is still running", [line],
+                      f"kubectl -n {ns} logs job/{POST_INSTALL_JOB}")
     return failed(f"job {POST_INSTALL_JOB} did not succeed: Mixer's default configuration was not applied",
                   [line], reapply)
 

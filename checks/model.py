@@ -10,7 +10,7 @@ from typing import Any
 from checks.errors import ClusterError
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
@@ -18,7 +18,7 @@ class Status(str, enum.Enum):
     SKIP = "skip"  # does not apply here: the summary says why
 
 
-class Generation(str, enum.Enum):
+class Generation(enum.StrEnum):
     """Istio control-plane layouts that change what a check must look at."""
 
     MIXER_05 = "0.5-0.7"  # one istio-mixer, istio-ca

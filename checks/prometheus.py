@@ -67,7 +67,8 @@ def scrape_config(ctx: Context):
     if jobs:
         return passed(f"job {jobs[0][0]} scrapes {service}:{MIXER_PROMETHEUS_PORT}", *[f"{n}: {h}" for n, h in jobs])
     stale = _stale_jobs(config, ns, service)
-    evidence = [f"jobs in {ns}/{PROMETHEUS}: " + ", ".join(j.get("job_name", "?") for j in config.get("scrape_configs") or [])]
+    job_names = ", ".join(j.get("job_name", "?") for j in config.get("scrape_configs") or [])
+    evidence = [f"jobs in {ns}/{PROMETHEUS}: {job_names}"]
     if stale:
         evidence.append("aimed at a Mixer service this version does not have: " + "; ".join(stale))
     return failed(f"no Prometheus job scrapes {service}:{MIXER_PROMETHEUS_PORT}", evidence,

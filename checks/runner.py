@@ -21,7 +21,8 @@ DEFAULT_BUDGET_SECONDS = 20.0
 class UnknownTarget(ValueError):
     def __init__(self, target: str):
         names = sorted(GROUPS) + ["all"] + [c.id for c in ALL_CHECKS]
-        close = difflib.get_close_matches(target, names, n=1, cutoff=0.5)
+        close = [n for n in names if n.startswith(target) and "." in target] or difflib.get_close_matches(
+            target, names, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]}?)" if close else ""
         super().__init__(f"unknown check or group '{target}'{hint}; see `meshbot checks`")
         self.target = target

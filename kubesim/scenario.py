@@ -270,8 +270,9 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict) -> None:
                    "spec": copy.deepcopy(template["spec"])}
             pod["metadata"].update(name=f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}",
                                    namespace=meta["namespace"])
-            pod["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True,
-                                                   "name": f"{meta['name']}-{rs_hash}"}]
+            pod["metadata"]["ownerReferences"] = [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True, "blockOwnerDeletion": True,
+                "name": f"{meta['name']}-{rs_hash}", "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}]
             if meta["namespace"] in injected and not _has(pod, SIDECAR):
                 _inject(pod, mesh, facts.get("inject") or {})
             pod["spec"]["nodeName"] = nodes[counter % len(nodes)]
@@ -343,6 +344,8 @@ def _set_running(pod: dict, restarts: dict, ready: bool = True) -> None:
     for c in pod["spec"].get("containers", []):
         count = int(restarts.get(c["name"], 0))
         status = {"name": c["name"], "ready": ready, "restartCount": count, "image": c.get("image", ""),
+                  "imageID": f"docker-pullable://{c.get('image', '')}", "started": True,
+                  "containerID": f"docker://{stable_suffix(pod['metadata']['name'], c['name'], length=12)}",
                   "state": {"running": {"startedAt": "2018-06-01T10:00:05Z"}}}
         if count:
             status["lastState"] = {"terminated": {"exitCode": 134, "reason": "Error",
@@ -352,7 +355,7 @@ def _set_running(pod: dict, restarts: dict, ready: bool = True) -> None:
         "phase": "Running",
         "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
         "containerStatuses": statuses,
-        "podIP": "10.244.0.%d" % (int(stable_suffix(pod["metadata"]["name"], length=2).encode().hex(), 16) % 250),
+        "podIP": f"10.244.0.{int(stable_suffix(pod['metadata']['name'], length=2).encode().hex(), 16) % 250}",
         "startTime": "2018-06-01T10:00:00Z",
     }
 

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,10 +37,13 @@ class Simulator:
     def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0):
         self.scenario = scenario
         self.requests: list[Request] = []
+        self.in_flight = 0
+        self.most_in_flight = 0  # how many requests were ever served at once: proof of a client's concurrency
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kubesim", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="kubesim", daemon=True)
 
     @property
     def url(self) -> str:
@@ -89,7 +92,14 @@ def _handler(sim: Simulator):
             pass
 
         def do_GET(self):
-            _serve(sim, self)
+            with sim._lock:
+                sim.in_flight += 1
+                sim.most_in_flight = max(sim.most_in_flight, sim.in_flight)
+            try:
+                _serve(sim, self)
+            finally:
+                with sim._lock:
+                    sim.in_flight -= 1
 
         def _refuse(self):
             length = int(self.headers.get("Content-Length") or 0)
@@ -135,7 +145,7 @@ def _serve(sim: Simulator, h) -> None:
                 time.sleep(fault.delay)  # a slow API server, as the test wants it
             if fault.status:
                 body = fault.body.encode() if fault.body else _status(
-                    fault.status, {401: "Unauthorized", 403: "Forbidden", 500: "InternalError",
+                    fault.status, {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 500: "InternalError",
                                    503: "ServiceUnavailable"}.get(fault.status, "Unknown"),
                     f"simulated fault on {path}")
                 return _send(sim, h, fault.status, body)
@@ -218,11 +228,11 @@ def _live(sim: Simulator, resource: Resource, obj: dict) -> dict:
 
 
 def _rfc3339(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _micro(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _selected(obj: dict, label_selector: str, field_selector: str) -> bool:
@@ -346,7 +356,7 @@ def _discovery(store, path: str, accept: str):
     apis = {api: rs for api, rs in _groups(store).items() if ("/" in api) == (path == "/apis")}
     for version in ("v2", "v2beta1"):
         if f"v={version};as=APIGroupDiscoveryList" in accept.replace(" ", "") or (
-                f"as=APIGroupDiscoveryList" in accept and f"v={version}" in accept):
+                "as=APIGroupDiscoveryList" in accept and f"v={version}" in accept):
             return 200, _aggregated(apis, version), \
                 f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
     if path == "/api":

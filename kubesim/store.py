@@ -78,7 +78,8 @@ class Store:
 
     def resource_for_kind(self, kind: str, api_version: str) -> Resource | None:
         for r in self.resources.values():
-            if r.kind == kind and (r.group == _group(api_version) or _group(api_version) in _OLD_GROUPS.get(r.group, ())):
+            group = _group(api_version)
+            if r.kind == kind and (r.group == group or group in _OLD_GROUPS.get(r.group, ())):
                 return r
         return None
 
@@ -94,6 +95,10 @@ class Store:
         resource = self.resource_for_kind(kind, obj.get("apiVersion", "v1"))
         if resource is None:
             raise ValueError(f"no resource serves kind {kind} ({obj.get('apiVersion')})")
+        if resource.kind in ("Deployment", "DaemonSet", "StatefulSet") and not obj.get("spec", {}).get("selector"):
+            # extensions/v1beta1 defaulted the selector to the template's labels; apps/v1 requires one
+            labels = obj["spec"]["template"].get("metadata", {}).get("labels") or {}
+            obj["spec"]["selector"] = {"matchLabels": dict(labels)}
         obj["apiVersion"] = resource.api
         meta = obj.setdefault("metadata", {})
         if resource.namespaced:
@@ -138,8 +143,11 @@ def _group(api_version: str) -> str:
     return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the release manifests are big
+
+
 def load_manifest(text: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
+    return [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict) and d.get("kind")]
 
 
 def stable_suffix(*parts: str, length: int = 5) -> str:

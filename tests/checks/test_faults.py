@@ -1,0 +1,135 @@
+"""Trouble reading the cluster becomes an `error` result with its cause; the run goes on and stays bounded."""
+
+import json
+
+import pytest
+
+from bot.cli import main
+from checks.catalog import ALL_CHECKS
+from checks.cluster import Cluster
+from checks.model import Check, Generation, passed
+from checks.runner import run
+
+
+@pytest.fixture
+def check_json(simulate, capsys, monkeypatch, tmp_path):
+    def go(scenario, *targets, config=None, **overrides):
+        if config:
+            path = tmp_path / "meshbot.yaml"
+            path.write_text(json.dumps(config))
+            monkeypatch.setenv("MESHBOT_CONFIG", str(path))
+        sim, kubeconfig = simulate(scenario, **overrides)
+        code = main(["check", *(targets or ["all"]), "--kubeconfig", str(kubeconfig), "--json"])
+        report = json.loads(capsys.readouterr().out)
+        return code, {r["check"]: r for r in report["results"]}, sim, report
+
+    return go
+
+
+def test_forbidden_names_the_missing_permission_and_the_rest_runs(check_json):
+    code, results, _, _ = check_json("istio-0.5.1-healthy", faults=[{"path": "^/api/v1/pods$", "status": 403}])
+    assert code == 1
+    fd = results["envoy.fd-exhaustion"]
+    assert fd["status"] == "error"
+    assert "may not list pods cluster-wide" in fd["summary"] and "grant list on pods" in fd["summary"]
+    assert results["pilot.registration"]["status"] == "pass"
+    assert results["mixer.report-calls"]["status"] == "pass"
+
+
+def test_forbidden_proxy_names_the_subresource(check_json):
+    _, results, _, _ = check_json("istio-0.5.1-healthy", "pilot", faults=[
+        {"path": "/services/istio-pilot:8080/proxy", "status": 403}])
+    assert results["pilot.registration"]["status"] == "error"
+    assert "get services/proxy in namespace istio-system" in results["pilot.registration"]["summary"]
+
+
+def test_a_kind_that_is_not_installed_is_said_plainly(check_json):
+    _, results, _, _ = check_json("istio-0.5.1-healthy", "mixer.metrics-config", faults=[
+        {"path": "^/apis/config.istio.io/v1alpha2/rules$", "status": 404}])
+    result = results["mixer.metrics-config"]
+    assert result["status"] == "fail"
+    assert "rules.config.istio.io is not installed" in result["summary"]
+
+
+def test_server_errors_and_malformed_payloads_are_errors_with_the_cause(check_json):
+    _, results, _, _ = check_json("istio-0.5.1-healthy", "pilot", "mixer", faults=[
+        {"path": "/services/istio-pilot:8080/proxy", "status": 500},
+        {"path": "/services/istio-mixer:9093/proxy/metrics", "body": "{not prometheus text"}])
+    assert results["pilot.registration"]["status"] == "error"
+    assert "HTTP 500" in results["pilot.registration"]["summary"]
+    for check in ("mixer.report-calls", "mixer.config-resolution", "mixer.prometheus-dispatch"):
+        assert results[check]["status"] == "error"
+        assert "not Prometheus text" in results[check]["summary"]
+    assert results["mixer.metrics-config"]["status"] == "pass"
+
+
+def test_a_slow_endpoint_times_out_and_the_run_stays_within_its_budget(check_json):
+    config = {"checks": {"budget_seconds": 3, "request_timeout_seconds": 1}}
+    code, results, _, report = check_json("istio-0.5.1-healthy", config=config, faults=[
+        {"path": "/services/istio-mixer:9093/proxy/metrics", "delay": 4}])
+    assert code == 1
+    assert results["mixer.report-calls"]["status"] == "error"
+    assert "timed out" in results["mixer.report-calls"]["summary"]
+    assert results["pilot.registration"]["status"] == "pass"
+    assert report["duration_ms"] < 3500
+
+
+def test_an_unreachable_cluster_gives_errors_not_a_crash(tmp_path, capsys):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "gone", "user": {"token": "t"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}))
+    code = main(["check", "all", "--kubeconfig", str(kubeconfig), "--json"])
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert code == 1
+    assert {r["status"] for r in results} == {"error"}
+    assert all("cannot reach the API server" in r["summary"] or "Istio version" in r["summary"] for r in results)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "all", "--kubeconfig", "/nonexistent/kubeconfig"], "kubeconfig /nonexistent/kubeconfig does not exist"),
+    (["check", "mixr"], "unknown check or group 'mixr' (did you mean mixer?)"),
+    (["check"], "the following arguments are required"),
+])
+def test_bad_usage_is_one_clear_line_and_exit_2(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_context_is_one_clear_line(simulate, capsys):
+    _, kubeconfig = simulate("istio-0.5.1-healthy")
+    assert main(["check", "all", "--kubeconfig", str(kubeconfig), "--context", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_bot_only_reads_and_fetches_each_thing_once_concurrently(check_json):
+    _, _, sim, _ = check_json("istio-0.8.0-healthy")
+    assert {r.method for r in sim.requests} == {"GET"}
+    fetched = [(r.path, r.query) for r in sim.requests]
+    assert len(fetched) == len(set(fetched))
+    assert sim.most_in_flight > 1
+    secrets = [r for r in sim.requests if "/secrets" in r.path]
+    assert all("PartialObjectMetadata" in r.accept for r in secrets)
+
+
+def test_a_crashing_check_is_an_error_naming_it_and_the_others_run(simulate):
+    def explode(ctx):
+        raise ZeroDivisionError("division by zero")
+
+    boom = Check("test.boom", "Boom", "nowhere", frozenset(Generation), lambda istio: (), explode)
+    calm = Check("test.calm", "Calm", "nowhere", frozenset(Generation), lambda istio: (), lambda ctx: passed("ok"))
+    _, kubeconfig = simulate("istio-0.5.1-healthy")
+    cluster = Cluster.connect("sim", str(kubeconfig))
+    report = run(cluster, [boom, calm, ALL_CHECKS[0]])
+    statuses = {r.check: (r.status.value, r.summary) for r in report.results}
+    assert statuses["test.boom"] == ("error", "check test.boom crashed: ZeroDivisionError: division by zero")
+    assert statuses["test.calm"] == ("pass", "ok")
+    assert statuses["pilot.registration"][0] == "pass"

@@ -1,0 +1,103 @@
+"""The simulated API server is faithful enough for the real kubectl and the real kubernetes client."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from kubernetes import client, config
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (scripts/test installs it)")
+
+
+def kubectl(kubeconfig, *args) -> str:
+    done = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@needs_kubectl
+def test_kubectl_lists_pods_of_every_namespace_as_a_table(simulate):
+    sim, kubeconfig = simulate("istio-0.5.1-healthy")
+    out = kubectl(kubeconfig, "get", "pods", "-A")
+    header = out.splitlines()[0].split()
+    assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    rows = [line.split() for line in out.splitlines()[1:]]
+    names = {row[1].rsplit("-", 2)[0] for row in rows}
+    assert {"istio-pilot", "istio-mixer", "productpage-v1", "kube-apiserver"} <= names | {
+        row[1].rsplit("-", 1)[0] for row in rows}
+    productpage = next(row for row in rows if row[1].startswith("productpage-v1-"))
+    assert productpage[0] == "default" and productpage[2] == "2/2" and productpage[3] == "Running"
+
+
+@needs_kubectl
+def test_kubectl_reads_mixer_rules_served_from_the_release_crds(simulate):
+    _, kubeconfig = simulate("istio-0.5.1-healthy")
+    out = kubectl(kubeconfig, "get", "rules.config.istio.io", "-A")
+    names = {line.split()[1] for line in out.splitlines()[1:]}
+    assert {"promhttp", "promtcp", "stdio"} <= names
+    assert json.loads(kubectl(kubeconfig, "get", "rules", "-n", "istio-system", "promhttp", "-o", "json"))[
+        "spec"]["actions"][0]["handler"] == "handler.prometheus"
+
+
+@needs_kubectl
+def test_kubectl_get_raw_through_the_service_proxy(simulate):
+    _, kubeconfig = simulate("istio-0.5.1-healthy")
+    out = kubectl(kubeconfig, "get", "--raw", "/api/v1/namespaces/istio-system/services/istio-mixer:9093/proxy/metrics")
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Report"' in out
+
+
+@needs_kubectl
+def test_kubectl_logs_of_a_sidecar(simulate):
+    _, kubeconfig = simulate("istio-0.5.1-fd-crash")
+    pod = kubectl(kubeconfig, "get", "pods", "-l", "app=productpage", "-o", "jsonpath={.items[0].metadata.name}")
+    out = kubectl(kubeconfig, "logs", pod, "-c", "istio-proxy", "--tail", "5")
+    assert "assert failure: fd_ != -1" in out
+    assert len(out.splitlines()) == 5
+
+
+@needs_kubectl
+def test_kubectl_pagination_and_missing_objects(simulate):
+    _, kubeconfig = simulate("istio-0.5.1-large-mesh")
+    out = kubectl(kubeconfig, "get", "pods", "-A", "--chunk-size", "7", "-o", "name")
+    assert len(out.split()) > 60
+    missing = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "get", "secret", "nope", "-n", "default"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and 'secrets "nope" not found' in missing.stderr
+
+
+@pytest.fixture
+def api(simulate):
+    _, kubeconfig = simulate("istio-0.8.0-healthy")
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    with client.ApiClient(configuration) as api_client:
+        yield api_client
+
+
+def test_python_client_lists_typed_pods(api):
+    pods = client.CoreV1Api(api).list_namespaced_pod("istio-system", label_selector="istio=mixer")
+    assert {p.metadata.labels["istio-mixer-type"] for p in pods.items} == {"policy", "telemetry"}
+    assert all(p.status.phase == "Running" for p in pods.items)
+
+
+def test_python_client_reads_custom_objects_and_deployments(api):
+    rules = client.CustomObjectsApi(api).list_cluster_custom_object("config.istio.io", "v1alpha2", "rules")
+    assert "promhttp" in {r["metadata"]["name"] for r in rules["items"]}
+    telemetry = client.AppsV1Api(api).read_namespaced_deployment("istio-telemetry", "istio-system")
+    assert telemetry.status.ready_replicas == telemetry.spec.replicas
+
+
+def test_python_client_reaches_the_service_proxy(api):
+    response = client.CoreV1Api(api).connect_get_namespaced_service_proxy_with_path(
+        "istio-telemetry:9093", "istio-system", "metrics", _preload_content=False)
+    assert "mixer_runtime_dispatch_count" in response.data.decode()
+
+
+def test_python_client_sees_not_found_as_an_api_exception(api):
+    with pytest.raises(client.ApiException) as raised:
+        client.CoreV1Api(api).read_namespaced_secret("nope", "default")
+    assert raised.value.status == 404
+    assert json.loads(raised.value.body)["reason"] == "NotFound"
