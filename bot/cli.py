@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run queued jobs")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    worker.add_argument("--health-port", type=int, default=None)
+    worker.add_argument("--health-port", type=int, default=None, help="serve /healthz and /metrics on this port")
+    worker.add_argument("--health-host", default="127.0.0.1", help="address for the health port (0.0.0.0 in a pod)")
     sub.add_parser("scheduler", help="fire scheduled digests")
 
     demo = sub.add_parser("demo", help="the whole bot on one machine, nothing configured")

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from checks.cluster import DEFAULT_CONCURRENCY
 from checks.model import Settings as CheckSettings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -35,7 +36,7 @@ class ClusterConfig(_Strict):
 class ChecksConfig(_Strict):
     budget_seconds: float = Field(20.0, gt=0)
     request_timeout_seconds: float = Field(5.0, gt=0)
-    concurrency: int = Field(32, ge=1, le=256)
+    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=256)
     clock_skew_seconds: float = Field(30.0, gt=0)
     refresh_delay_seconds: float = Field(30.0, gt=0)
     large_mesh_sidecars: int = Field(50, ge=0)

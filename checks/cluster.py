@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+import aiohttp
 import httpx
-import urllib3
+import yarl
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
@@ -34,13 +36,15 @@ from checks.errors import (
 )
 
 PAGE_SIZE = 500
+# Requests in flight per run: a run is bound by round trips (thousands of pod logs), not by CPU.
+DEFAULT_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
 class Response:
     status: int
     body: bytes
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # case-insensitive
     sent_at: float  # the bot's clock, before and after: bounds the server's Date
     received_at: float
 
@@ -54,7 +58,7 @@ class Response:
         return self.body.decode("utf-8", errors="replace")
 
     def server_time(self) -> float | None:
-        date = self.headers.get("Date") or self.headers.get("date")
+        date = self.headers.get("Date")
         try:
             return parsedate_to_datetime(date).timestamp() if date else None
         except (TypeError, ValueError):
@@ -82,33 +86,30 @@ def describe(path: str) -> tuple[str, str, str | None]:
 
 
 class Cluster:
-    """GET-only client for one cluster. Thread-safe: the runner calls it from a pool."""
+    """GET-only client for one cluster, used from one asyncio event loop.
 
-    def __init__(
-        self,
-        name: str,
-        api: k8s.ApiClient,
-        *,
-        request_timeout: float = 5.0,
-        endpoints: Mapping[str, str] | None = None,
-    ):
+    The official client loads the configuration: kubeconfig and context or the in-cluster account,
+    credentials (refreshed tokens included) and TLS material. Requests go over one aiohttp
+    connection pool: a run makes thousands of them concurrently, and the generated client's
+    per-request cost under threads was the run's bottleneck (see docs/decisions.md).
+    """
+
+    def __init__(self, name: str, configuration: k8s.Configuration, *, request_timeout: float = 5.0,
+                 concurrency: int = DEFAULT_CONCURRENCY, endpoints: Mapping[str, str] | None = None):
         self.name = name
-        self._api = api
         self.request_timeout = request_timeout
+        self._configuration = configuration
+        self._host = configuration.host.rstrip("/")  # a property that re-reads the proxy environment
+        self._concurrency = concurrency
         self._endpoints = dict(endpoints or {})
-        self._http = httpx.Client(timeout=request_timeout) if self._endpoints else None
+        self._session: aiohttp.ClientSession | None = None
+        self._direct: httpx.AsyncClient | None = None
+        self._auth: dict[str, str] | None = None
 
     @classmethod
-    def connect(
-        cls,
-        name: str,
-        kubeconfig: str | None = None,
-        context: str | None = None,
-        *,
-        request_timeout: float = 5.0,
-        concurrency: int = 32,
-        endpoints: Mapping[str, str] | None = None,
-    ) -> Cluster:
+    def connect(cls, name: str, kubeconfig: str | None = None, context: str | None = None, *,
+                request_timeout: float = 5.0, concurrency: int = DEFAULT_CONCURRENCY,
+                endpoints: Mapping[str, str] | None = None) -> Cluster:
         """Kubeconfig (and context) when given, else in-cluster, else ~/.kube/config."""
         configuration = k8s.Configuration()
         try:
@@ -124,51 +125,73 @@ class Cluster:
             raise ConfigError(f"cluster {name}: {_first_line(exc)}") from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cluster {name}: cannot read kubeconfig: {_first_line(exc)}") from None
-        configuration.connection_pool_maxsize = concurrency
-        configuration.retries = 0
-        return cls(name, k8s.ApiClient(configuration), request_timeout=request_timeout, endpoints=endpoints)
+        return cls(name, configuration, request_timeout=request_timeout, concurrency=concurrency,
+                   endpoints=endpoints)
 
-    def close(self) -> None:
-        self._api.close()
-        if self._http:
-            self._http.close()
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self._host.startswith("https"):
+            return False
+        c = self._configuration
+        context = ssl.create_default_context(cafile=c.ssl_ca_cert)
+        if c.cert_file:
+            context.load_cert_chain(c.cert_file, c.key_file)
+        if not c.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Credentials, read once per Cluster: the refresh hook (exec plugins, expiring tokens) costs more
+        than a request, and a Cluster lives for one run."""
+        if self._auth is None:
+            self._auth = {a["key"]: a["value"] for a in self._configuration.auth_settings().values()
+                          if a.get("in") == "header" and a.get("value")}
+        return self._auth
+
+    async def aclose(self) -> None:
+        if self._session:
+            await self._session.close()
+        if self._direct:
+            await self._direct.aclose()
 
     # The network boundary: one method.
-    def get(self, path: str, query: Mapping[str, object] | None = None, *, accept: str = "application/json",
-            timeout: float | None = None) -> Response:
-        timeout = min(timeout or self.request_timeout, self.request_timeout)
+    async def get(self, path: str, query: Mapping[str, object] | None = None, *,
+                  accept: str = "application/json") -> Response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._concurrency, ssl=self._ssl()),
+                auto_decompress=True, skip_auto_headers=("User-Agent",))
         params = [(k, str(v)) for k, v in (query or {}).items() if v is not None]
-        method, url, headers, _, _ = self._api.param_serialize(
-            "GET", path, query_params=params, header_params={"Accept": accept}, auth_settings=["BearerToken"]
-        )
+        url = self._host + path + (f"?{urlencode(params)}" if params else "")
+        headers = {"Accept": accept, "User-Agent": "meshbot", **self._auth_headers()}
         sent = time.time()
         try:
-            raw = self._api.call_api(method, url, headers, _request_timeout=timeout)
-            body = raw.read()
-        except (urllib3.exceptions.TimeoutError, TimeoutError):
-            raise RequestTimeout(f"GET {path} timed out after {timeout:g} s") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            async with self._session.get(
+                    yarl.URL(url, encoded=True), headers=headers, proxy=self._configuration.proxy,
+                    timeout=aiohttp.ClientTimeout(total=self.request_timeout)) as answer:
+                body = await answer.read()
+                return Response(answer.status, body, answer.headers, sent, time.time())
+        except TimeoutError:
+            raise RequestTimeout(f"GET {path} timed out after {self.request_timeout:g} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
             raise Unreachable(f"cannot reach the API server of {self.name}: {_first_line(exc)}") from None
-        except k8s.ApiException as exc:  # TLS failures surface this way
-            raise Unreachable(f"cannot reach the API server of {self.name}: {_first_line(exc.reason)}") from None
-        return Response(raw.status, body or b"", dict(raw.headers or {}), sent, time.time())
 
-    def get_ok(self, path: str, query: Mapping[str, object] | None = None, **kw) -> Response:
-        response = self.get(path, query, **kw)
+    async def get_ok(self, path: str, query: Mapping[str, object] | None = None, **kw) -> Response:
+        response = await self.get(path, query, **kw)
         if response.status >= 300:
             raise _status_error(path, response)
         return response
 
-    def get_json(self, path: str, query: Mapping[str, object] | None = None, **kw):
-        return self.get_ok(path, query, **kw).json(f"GET {path}")
+    async def get_json(self, path: str, query: Mapping[str, object] | None = None, **kw):
+        return (await self.get_ok(path, query, **kw)).json(f"GET {path}")
 
-    def get_object(self, path: str, *, metadata_only: bool = False) -> dict | None:
+    async def get_object(self, path: str, *, metadata_only: bool = False) -> dict | None:
         """One object, or None when it does not exist."""
         accept = (
             "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
             if metadata_only else "application/json"
         )
-        response = self.get(path, accept=accept)
+        response = await self.get(path, accept=accept)
         if response.status == 404 and _status_reason(response) == "NotFound" and not _kind_missing(response):
             return None
         if response.status >= 300:
@@ -179,43 +202,43 @@ class Cluster:
             obj.pop("stringData", None)
         return obj
 
-    def list(self, path: str, query: Mapping[str, object] | None = None) -> list[dict]:
-        return list(self.iter_list(path, query))
-
-    def iter_list(self, path: str, query: Mapping[str, object] | None = None) -> Iterator[dict]:
+    async def list(self, path: str, query: Mapping[str, object] | None = None) -> list[dict]:
+        """Every item, page by page (the API server's limit/continue)."""
         params = dict(query or {})
         params["limit"] = PAGE_SIZE
+        items: list[dict] = []
         while True:
-            page = self.get_json(path, params)
+            page = await self.get_json(path, params)
             if not isinstance(page, dict) or not isinstance(page.get("items"), list):
                 raise BadPayload(f"GET {path} did not answer a list")
-            yield from page["items"]
+            items += page["items"]
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return
+                return items
             params["continue"] = token
 
-    def service_proxy(self, namespace: str, service: str, port: int | str, path: str) -> Response:
+    async def service_proxy(self, namespace: str, service: str, port: int | str, path: str) -> Response:
         """GET an in-mesh HTTP endpoint; any status is returned, transport errors raise."""
         direct = self._endpoints.get(f"{namespace}/{service}:{port}") or self._endpoints.get(f"{service}:{port}")
         if direct:
-            return self._get_direct(direct.rstrip("/") + "/" + path.lstrip("/"))
+            return await self._get_direct(direct.rstrip("/") + "/" + path.lstrip("/"))
         proxy_path = f"/api/v1/namespaces/{namespace}/services/{quote(f'{service}:{port}')}/proxy/{path.lstrip('/')}"
-        response = self.get(proxy_path, accept="*/*")
+        response = await self.get(proxy_path, accept="*/*")
         if response.status in (401, 403) and _is_api_status(response):  # the API server refused, not the endpoint
             raise _status_error(proxy_path, response)
         return response
 
-    def _get_direct(self, url: str) -> Response:
-        assert self._http is not None
+    async def _get_direct(self, url: str) -> Response:
+        if self._direct is None:
+            self._direct = httpx.AsyncClient(timeout=self.request_timeout)
         sent = time.time()
         try:
-            r = self._http.get(url)
+            r = await self._direct.get(url)
         except httpx.TimeoutException:
             raise RequestTimeout(f"GET {url} timed out after {self.request_timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach {url}: {_first_line(exc)}") from None
-        return Response(r.status_code, r.content, dict(r.headers), sent, time.time())
+        return Response(r.status_code, r.content, r.headers, sent, time.time())
 
 
 def _first_line(exc: object) -> str:

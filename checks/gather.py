@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from checks.cluster import Cluster
+from checks.cluster import DEFAULT_CONCURRENCY, Cluster
 from checks.errors import BadPayload, ClusterError, RequestTimeout
 
 
 class Gatherer:
-    def __init__(self, cluster: Cluster, *, deadline: float, concurrency: int = 32):
+    def __init__(self, cluster: Cluster, *, deadline: float, concurrency: int = DEFAULT_CONCURRENCY):
         self.cluster = cluster
         self.deadline = deadline  # time.monotonic() by which every fetch must be done
         self.requests = 0
         self._tasks: dict[Any, asyncio.Task] = {}
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="meshbot-fetch")
         self._slots = asyncio.Semaphore(concurrency)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
     async def call(self, fn: Callable, *args, **kwargs):
-        """Run one blocking client call in the pool (each request has its own timeout)."""
+        """One client call (each request has its own timeout), at most ``concurrency`` at once."""
         async with self._slots:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
+            if self.deadline - time.monotonic() <= 0:
                 raise RequestTimeout("the run's time budget ran out before this request was sent")
             self.requests += 1
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+            return await fn(*args, **kwargs)
 
     def get(self, key: Any) -> asyncio.Task:
         """The shared task fetching ``key``; awaiting it gives its value or raises ClusterError."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from checks import istio as istio_mod
 from checks.catalog import ALL_CHECKS, GROUPS
-from checks.cluster import Cluster
+from checks.cluster import DEFAULT_CONCURRENCY, Cluster
 from checks.errors import ClusterError
 from checks.gather import Gatherer
 from checks.model import ALL_GENERATIONS, Check, Context, InputUnavailable, Istio, Result, Settings, Status
@@ -73,14 +73,14 @@ class Report:
 
 def run(cluster: Cluster, checks: Sequence[Check], *, namespace: str = "istio-system",
         settings: Settings = Settings(), budget: float = DEFAULT_BUDGET_SECONDS,
-        concurrency: int = 32) -> Report:
+        concurrency: int = DEFAULT_CONCURRENCY) -> Report:
     return asyncio.run(run_async(cluster, checks, namespace=namespace, settings=settings,
                                  budget=budget, concurrency=concurrency))
 
 
 async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str = "istio-system",
                     settings: Settings = Settings(), budget: float = DEFAULT_BUDGET_SECONDS,
-                    concurrency: int = 32) -> Report:
+                    concurrency: int = DEFAULT_CONCURRENCY) -> Report:
     started = time.monotonic()
     gatherer = Gatherer(cluster, deadline=started + budget, concurrency=concurrency)
     try:
@@ -101,7 +101,7 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
                 results.append(_run_one(check, Context(istio, settings, values, declared[check.id])))
         return Report(cluster.name, istio, results, int((time.monotonic() - started) * 1000), gatherer.requests)
     finally:
-        gatherer.close()
+        await cluster.aclose()
 
 
 def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | None) -> tuple | None:

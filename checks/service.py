@@ -17,11 +17,8 @@ def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_co
         request_timeout=checks_config.request_timeout_seconds, concurrency=checks_config.concurrency,
         endpoints=cluster_config.endpoints,
     )
-    try:
-        return run(cluster, checks, namespace=cluster_config.istio_namespace, settings=checks_config.settings(),
-                   budget=checks_config.budget_seconds, concurrency=checks_config.concurrency)
-    finally:
-        cluster.close()
+    return run(cluster, checks, namespace=cluster_config.istio_namespace, settings=checks_config.settings(),
+               budget=checks_config.budget_seconds, concurrency=checks_config.concurrency)
 
 
 def unreachable_report(name: str, checks: Sequence[Check], error: AccessError, namespace: str) -> Report:

@@ -40,8 +40,7 @@ class Simulator:
         self.in_flight = 0
         self.most_in_flight = 0  # how many requests were ever served at once: proof of a client's concurrency
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="kubesim", daemon=True)
 
@@ -81,6 +80,11 @@ class Simulator:
     # The clock of the simulated API server.
     def now(self) -> float:
         return time.time() + self.scenario.apiserver_offset
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 drops SYNs when a client opens many connections at once
+    daemon_threads = True
 
 
 def _handler(sim: Simulator):
@@ -135,6 +139,8 @@ def _status(code: int, reason: str, message: str, details: dict | None = None) -
 def _serve(sim: Simulator, h) -> None:
     parts = urlsplit(h.path)
     path = unquote(parts.path).rstrip("/") or "/"
+    if path == "/_kubesim/stats":  # for benchmarks in another process; not part of the Kubernetes API
+        return _send(sim, h, 200, {"requests": len(sim.requests), "most_in_flight": sim.most_in_flight})
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     accept = h.headers.get("Accept", "")
     sim.record(Request("GET", path, parts.query, accept))

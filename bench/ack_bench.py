@@ -1,0 +1,194 @@
+"""Slack acknowledgement latency of `meshbot serve`, beside a bare Bolt app that only acks.
+
+    python bench/ack_bench.py [--commands 200] [--concurrency 20] [--rounds 3]
+
+Both apps run as their own processes behind the same WSGI server, answer
+signed `/mesh check mixer` commands from this process, and talk to a local
+Slack stand-in and the local Redis (DB 12, flushed). Rounds alternate between
+the two apps so drift hits both. Then the time from a command to its finished
+thread is measured with a real `meshbot worker` on simulated clusters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import redis
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "bot")]
+
+import slack_requests as sr  # noqa: E402
+from slack_stub import SlackStub  # noqa: E402
+
+import kubesim  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+def bare_server(port: int) -> None:
+    """The baseline: Bolt, the same client and WSGI server, a handler that only acks."""
+    from slack_bolt import App
+
+    from bot.app import web_client
+    from bot.config import Secrets
+    from bot.serve import make_http_server, wsgi_app
+
+    env = Secrets.from_env()
+    app = App(client=web_client(env), signing_secret=env.slack_signing_secret.get_secret_value())
+
+    @app.command("/mesh")
+    def mesh(ack):
+        ack()
+
+    make_http_server(wsgi_app(app, redis.Redis.from_url(env.redis_url)), "127.0.0.1", port).serve_forever()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv: list[str], env: dict, port: int | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if port:
+        deadline = time.monotonic() + 30
+        while True:  # poll until it serves
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{argv} did not start")
+            time.sleep(0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+def burst(url: str, secret: str, response_url: str, n: int, concurrency: int) -> list[float]:
+    client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=concurrency))
+
+    def one(_):
+        body = sr.command("check mixer", response_url)
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **sr.sign(secret, body)}
+        started = time.perf_counter()
+        response = client.post(url, content=body, headers=headers)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 200, response.text
+        return elapsed * 1000
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1)]
+
+
+def thread_time(env: dict, scenario: str, text: str, runs: int, work: Path, slack: SlackStub) -> list[float]:
+    sim = kubesim.Simulator(kubesim.load(scenario)).start()
+    try:
+        kubeconfig = sim.write_kubeconfig(work / f"{scenario}.kubeconfig")
+        Path(env["MESHBOT_CONFIG"]).write_text(yaml.safe_dump({"clusters": {"sim": {"kubeconfig": str(kubeconfig)}}}))
+        serve_port = free_port()
+        serve = start([sys.executable, "-m", "bot.cli", "serve", "--port", str(serve_port)], env, serve_port)
+        worker = start([sys.executable, "-m", "bot.cli", "worker"], env)
+        times = []
+        try:
+            sender = sr.Sender(f"http://127.0.0.1:{serve_port}/slack/events", env["SLACK_SIGNING_SECRET"])
+            for _ in range(runs + 1):  # the first one warms the worker up and is not counted
+                before = len([c for c in slack.to("chat.update") if "Re-run" in str(c.params.get("blocks"))])
+                started = time.perf_counter()
+                sender.post(sr.command(text, slack.response_url))
+                slack.wait_for(lambda s, before=before: len([c for c in s.to("chat.update")
+                                                             if "Re-run" in str(c.params.get("blocks"))]) > before, 60)
+                times.append((time.perf_counter() - started) * 1000)
+        finally:
+            stop(worker)
+            stop(serve)
+        return times[1:]
+    finally:
+        sim.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--thread-runs", type=int, default=5)
+    args = parser.parse_args()
+
+    slack = SlackStub().start()
+    store = redis.Redis.from_url(REDIS_URL)
+    store.flushdb()
+    work = Path(tempfile.mkdtemp(prefix="ack-bench-"))
+    env = {"SLACK_BOT_TOKEN": "xoxb-" + secrets.token_hex(8), "SLACK_SIGNING_SECRET": secrets.token_hex(16),
+           "SLACK_API_URL": slack.api_url, "REDIS_URL": REDIS_URL, "MESHBOT_CONFIG": str(work / "meshbot.yaml")}
+    Path(env["MESHBOT_CONFIG"]).write_text(yaml.safe_dump({"clusters": {"prod": {}}, "default_cluster": "prod"}))
+
+    ports = {"meshbot serve": free_port(), "bare Bolt app": free_port()}
+    procs = [start([sys.executable, "-m", "bot.cli", "serve", "--port", str(ports["meshbot serve"])], env,
+                   ports["meshbot serve"]),
+             start([sys.executable, __file__, "--bare-server", str(ports["bare Bolt app"])], env,
+                   ports["bare Bolt app"])]
+    latencies: dict[str, list[float]] = {name: [] for name in ports}
+    try:
+        for port in ports.values():  # warm-up, not counted
+            burst(f"http://127.0.0.1:{port}/slack/events", env["SLACK_SIGNING_SECRET"], slack.response_url, 40,
+                  args.concurrency)
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                latencies[name] += burst(f"http://127.0.0.1:{port}/slack/events", env["SLACK_SIGNING_SECRET"],
+                                         slack.response_url, args.commands, args.concurrency)
+    finally:
+        for proc in procs:
+            stop(proc)
+    queued = store.llen("rq:queue:meshbot")
+    store.flushdb()
+
+    print(f"ack latency: {args.commands} `/mesh check mixer` commands, {args.concurrency} at a time, "
+          f"{args.rounds} alternating rounds (ms)")
+    print("| app | commands | p50 | p99 | max |\n| --- | --- | --- | --- | --- |")
+    for name, values in latencies.items():
+        print(f"| {name} | {len(values)} | {statistics.median(values):.1f} | {pct(values, 99):.1f} "
+              f"| {max(values):.1f} |")
+    ratio = pct(latencies["meshbot serve"], 99) / pct(latencies["bare Bolt app"], 99)
+    print(f"p99 ratio meshbot/bare: {ratio:.2f}; jobs enqueued by meshbot: {queued}")
+
+    print("\ncommand → finished thread (final chat.update seen by the Slack stand-in), real worker (ms)")
+    print("| scenario | command | runs | median | max |\n| --- | --- | --- | --- | --- |")
+    for scenario, text in (("istio-0.5.1-healthy", "check clock"), ("istio-0.5.1-fd-crash", "check all")):
+        times = thread_time(env, scenario, text, args.thread_runs, work, slack)
+        print(f"| {scenario} | `/mesh {text}` | {len(times)} | {statistics.median(times):.0f} | {max(times):.0f} |")
+        store.flushdb()
+    slack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--bare-server":
+        bare_server(int(sys.argv[2]))
+    else:
+        sys.exit(main())

@@ -1,0 +1,57 @@
+"""The job queue: RQ on Redis, JSON payloads, one job function for every kind of work.
+
+Every job is ``bot.jobs.run(payload)`` where ``payload["kind"]`` says what to do
+("check", "ask"; the digest issue adds "digest"), so one worker and one
+execution path serve commands, mentions, buttons and the scheduler alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+
+QUEUE_NAME = "meshbot"
+JOB_FUNCTION = "bot.jobs.run"  # by name: the web process never imports the checks
+JOB_TIMEOUT = 120  # seconds; a check run's own budget is 20 s by default
+RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry)
+KEEP_SECONDS = 24 * 3600  # a finished job's id blocks duplicates this long; Slack retries within minutes
+
+
+class QueueDown(Exception):
+    """Redis did not answer; nothing was enqueued."""
+
+
+def connect(url: str, timeout: float = 1.0) -> redis.Redis:
+    # Short timeouts: the web process must ack within 3 s even when Redis hangs.
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def queue(connection: redis.Redis) -> Queue:
+    return Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+
+
+def job_id_for(key: str) -> str:
+    """A stable job id per Slack request, so everything posted for it can be keyed by it."""
+    return "mesh-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def submit(q: Queue, payload: dict, key: str) -> tuple[str, bool]:
+    """Enqueue ``payload`` once per ``key`` (a trigger_id or event_id); returns (job id, new?).
+
+    Slack re-sends a request it thinks was lost (``X-Slack-Retry-Num``). The job
+    id derives from the key and RQ's ``unique`` enqueue (one atomic script) refuses
+    a second job with that id, so the re-delivery finds the first job instead.
+    """
+    job_id = job_id_for(key)
+    try:
+        q.enqueue(JOB_FUNCTION, payload, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT,
+                  retry=Retry(max=RETRIES), result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
+    except DuplicateJobError:
+        return job_id, False
+    except redis.RedisError as exc:
+        raise QueueDown(str(exc)) from None
+    return job_id, True

@@ -1,0 +1,161 @@
+"""The one module that knows Block Kit: check reports and guide answers as Slack messages.
+
+Every message carries a plain ``text`` fallback (from bot.text) for notifications
+and clients that do not show blocks. Slack's limits are kept here: at most 50
+blocks a message (longer output becomes several messages) and 3,000 characters
+a section (longer text is split); evidence too long to read inline is uploaded
+as a file and only its start is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.text import MARKS, headline, result_text
+from checks.model import Result, Status
+from checks.runner import Report
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+INLINE_EVIDENCE_LINES = 15  # more than this, or more than one section, goes into a file
+RUN_ACTION = "meshbot_run"  # button action_id prefix; the value is a /mesh command line
+
+
+@dataclass
+class Message:
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+    file: tuple[str, str] | None = None  # (filename, content), uploaded into the same thread
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "blocks": [b.to_dict() for b in self.blocks]}
+
+
+def running(targets: Sequence[str], cluster: str, again: bool = False) -> Message:
+    what = f"Checking {' '.join(targets)} on {cluster}…"
+    note = " (again: the first worker stopped before finishing)" if again else ""
+    return Message(what + note, [_section(f"*{_esc(what)}*{note}")])
+
+
+def finished(report: Report, command: str) -> Message:
+    text = headline(report)
+    blocks = [
+        _section(f"*{_esc(text)}*"),
+        ContextBlock(elements=[MarkdownTextObject(text=_esc(f"/mesh {command}") + " · details in the thread")]),
+        ActionsBlock(elements=[_button("Re-run", command, f"{RUN_ACTION}_rerun")]),
+    ]
+    return Message(text, blocks)
+
+
+def could_not_run(command: str, reason: str) -> Message:
+    text = f"Could not run /mesh {command}: {reason}"
+    return Message(text, [_section(_esc(text))])
+
+
+def finding(result: Result, excerpt: str | None = None, url: str | None = None) -> list[Message]:
+    """One non-passing result: status, summary, evidence, guide excerpt with its link, and the fix."""
+    blocks: list[Block] = [_section(f"*{MARKS[result.status]}* `{result.check}` {_esc(result.summary)}")]
+    upload = None
+    if result.evidence:
+        evidence = "\n".join(result.evidence)
+        if len(result.evidence) > INLINE_EVIDENCE_LINES or len(evidence) > MAX_SECTION - 8:
+            upload = (f"{result.check}-evidence.txt", evidence)
+            shown = "\n".join(result.evidence[:INLINE_EVIDENCE_LINES])[: MAX_SECTION - 100]
+            blocks += _sections(shown, code=True)
+            blocks.append(_context(f"{len(result.evidence)} lines of evidence; the whole of it is in the file below."))
+        else:
+            blocks += _sections(evidence, code=True)
+    if excerpt:
+        link = f" (<{url}|guide: {_esc(result.section)}>)" if url else f" (guide: #{_esc(result.section)})"
+        blocks.append(DividerBlock())
+        blocks += _sections(f"*{_esc(result.title)}*{link}\n{excerpt}")
+    if result.fix:
+        blocks.append(_section("*Fix*"))
+        blocks += _sections(result.fix, code=True)
+    return _paginate(result_text(result), blocks, upload)
+
+
+def passing(results: Sequence[Result]) -> list[Message]:
+    """Passing and skipped checks, all in one reply."""
+    lines = [f"{MARKS[r.status]} `{r.check}` {_esc(r.summary)}" for r in results]
+    counts = ", ".join(f"{sum(r.status is s for r in results)} {s.value}"
+                       for s in (Status.PASS, Status.SKIP) if any(r.status is s for r in results))
+    text = f"{counts}: " + ", ".join(r.check for r in results)
+    return _paginate(text, [_section(f"*{counts}*")] + _sections("\n".join(lines)))
+
+
+def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str | None = None) -> list[Message]:
+    """Guide answers, best first, each with buttons to run its checks on the clusters the asker may use.
+
+    ``asker`` (a user id) quotes the question, for answers that are not in the asker's own thread.
+    """
+    blocks: list[Block] = [_context(f"<@{asker}> asked: {_esc(question)}"[:MAX_SECTION])] if asker else []
+    if not matches:
+        text = "No section of the troubleshooting guide answers that. `/mesh list` shows what I can check."
+        return [Message(text, blocks + [_section(_esc(text))])]
+    for i, m in enumerate(matches):
+        if i or asker:
+            blocks.append(DividerBlock())
+        blocks += _sections(f"*<{m.url}|{_esc(m.title)}>*\n{m.excerpt}")
+        if m.checks and clusters:
+            command = "check " + " ".join(m.checks)
+            blocks.append(ActionsBlock(elements=[
+                _button(f"Run these checks on {c}"[:75], f"{command} on {c}", f"{RUN_ACTION}_{i}_{j}")
+                for j, c in enumerate(clusters[:25])]))
+    text = "From the guide: " + "; ".join(f"{m.title} ({m.url})" for m in matches)
+    return _paginate(text, blocks)
+
+
+def _paginate(text: str, blocks: list[Block], upload: tuple[str, str] | None = None) -> list[Message]:
+    pages = [blocks[i:i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
+    messages = [Message(text if not i else f"{text} (continued)", page) for i, page in enumerate(pages)]
+    messages[-1].file = upload
+    return messages
+
+
+def _sections(text: str, code: bool = False) -> list[Block]:
+    """``text`` as as many sections as it takes, cut at line ends; code stays fenced in each."""
+    room = MAX_SECTION - (8 if code else 0)
+    chunks, current = [], ""
+    for line in text.splitlines() or [""]:
+        while len(line) > room:  # a single over-long line: hard cut
+            chunks, current = chunks + ([current] if current else []), ""
+            chunks.append(line[:room])
+            line = line[room:]
+        if current and len(current) + 1 + len(line) > room:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    chunks.append(current)
+    return [_section(f"```\n{c}\n```" if code else c) for c in chunks if c.strip()]
+
+
+def _section(mrkdwn: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=mrkdwn))
+
+
+def _context(mrkdwn: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=mrkdwn)])
+
+
+def _button(label: str, command: str, action_id: str) -> ButtonElement:
+    return ButtonElement(text=label, action_id=action_id, value=command[:2000])
+
+
+def _esc(text: str) -> str:
+    # Slack mrkdwn control characters; everything else is shown as typed.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+

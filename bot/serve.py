@@ -1,0 +1,91 @@
+"""`meshbot serve`: the Bolt app over HTTP (or Socket Mode), plus /healthz and /readyz.
+
+Bolt's own App.start() binds 0.0.0.0 whatever it is told, so the app is served
+with the standard library's WSGI server on the host given, one thread per request.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import socketserver
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import redis as redis_lib
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot import audit
+from bot import queue as jobqueue
+from bot.app import build_app
+from bot.config import ConfigurationError, Secrets, load_config
+
+log = logging.getLogger("meshbot.serve")
+EVENTS_PATH = "/slack/events"
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # Slack waits 3 s for nobody: one slow request must not hold up the next
+    request_queue_size = 128  # socketserver's 5 resets connections under a burst of 20 commands
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):  # request lines are noise; the audit log says what happened
+        pass
+
+
+def wsgi_app(bolt_app, redis):
+    """/slack/events to Bolt (when given one); /healthz always 200; /readyz 200 only while Redis answers."""
+    slack = SlackRequestHandler(bolt_app) if bolt_app is not None else None
+
+    def application(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == EVENTS_PATH and slack is not None:
+            return slack(environ, start_response)
+        if path in ("/healthz", "/readyz"):
+            ok = path == "/healthz" or _redis_answers(redis)
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"redis unreachable\n"]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return application
+
+
+def _redis_answers(redis) -> bool:
+    try:
+        return bool(redis.ping())
+    except redis_lib.RedisError:
+        return False
+
+
+def make_http_server(application, host: str, port: int) -> WSGIServer:
+    return make_server(host, port, application, server_class=_Server, handler_class=_Quiet)
+
+
+def main(args) -> int:
+    audit.configure()
+    config, secrets = load_config(), Secrets.from_env()
+    redis = jobqueue.connect(secrets.redis_url)
+    app = build_app(config, secrets, redis=redis)
+    server = make_http_server(wsgi_app(app, redis), args.host, args.port)
+    # The check catalogue pulls in the Kubernetes client: ~10^5 long-lived objects that every full
+    # garbage collection would walk again, in the middle of some request's ack. Freeze them.
+    gc.collect()
+    gc.freeze()
+    if args.socket:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        if secrets.slack_app_token is None:
+            raise ConfigurationError("--socket needs SLACK_APP_TOKEN")
+        # Health endpoints stay on HTTP; Slack traffic comes over the socket.
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        log.info("Socket Mode; health on http://%s:%s/healthz", args.host, server.server_port)
+        SocketModeHandler(app, secrets.slack_app_token.get_secret_value()).start()
+        return 0
+    log.info("serving http://%s:%s%s", args.host, server.server_port, EVENTS_PATH)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

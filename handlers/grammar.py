@@ -1,0 +1,153 @@
+"""The `/mesh` grammar: text in, one request object out.
+
+Plain Python on purpose: no Slack types, no cluster or HTTP client. The valid
+targets and cluster names are passed in, so this module stays a pure function
+that the typed command, a button's value and (later) the scheduler all share.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+from dataclasses import dataclass
+
+VERBS = ("help", "check", "clusters", "list", "ask", "digest")
+USAGE = (
+    "`/mesh check TARGET [on CLUSTER]` runs checks (TARGET: a group such as `mixer`, `all`, or a check id)\n"
+    "`/mesh ask QUESTION` answers from the troubleshooting guide\n"
+    "`/mesh clusters` lists the clusters you may check\n"
+    "`/mesh list` lists every check\n"
+    "`/mesh help` shows this"
+)
+
+
+@dataclass(frozen=True)
+class HelpRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    targets: tuple[str, ...]
+    cluster: str | None = None  # None: the configured default
+
+    @property
+    def text(self) -> str:
+        """The canonical command; buttons carry it so a click parses back into this request."""
+        return "check " + " ".join(self.targets) + (f" on {self.cluster}" if self.cluster else "")
+
+
+@dataclass(frozen=True)
+class ClustersRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    question: str
+
+
+# RESERVED for the digest issue: parsed so the verb is taken, answered "not available yet" for now.
+@dataclass(frozen=True)
+class DigestRequest:
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Text that is not a command; ``message`` is the friendly reply, nothing runs."""
+
+    message: str
+
+
+Request = HelpRequest | CheckRequest | ClustersRequest | ListRequest | AskRequest | DigestRequest | Invalid
+
+
+def parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Request:
+    """Parse what follows `/mesh`; ``targets`` and ``clusters`` are the names that exist."""
+    words = text.split()
+    if not words:
+        return HelpRequest()
+    verb, args = words[0].lower(), words[1:]
+    if verb == "help":
+        return HelpRequest()
+    if verb == "clusters" and not args:
+        return ClustersRequest()
+    if verb == "list" and not args:
+        return ListRequest()
+    if verb == "ask":
+        return AskRequest(" ".join(args)) if args else Invalid("Ask a question after `ask`, e.g. "
+                                                               "`/mesh ask mixer reports no metrics`.")
+    if verb == "digest":
+        return DigestRequest(tuple(args))
+    if verb == "check":
+        return _check(args, targets, clusters)
+    if verb in VERBS:  # clusters/list with extra words
+        return Invalid(f"`{verb}` takes no arguments: try `/mesh {verb}`.")
+    close = difflib.get_close_matches(verb, VERBS, n=1, cutoff=0.6)
+    if close:
+        return Invalid(f"I don't know `{verb}`. Did you mean `/mesh {' '.join([close[0], *args])}`?\n\n{USAGE}")
+    if len(words) > 2:  # reads like a question
+        return Invalid(f"I don't know `{verb}`. Did you mean `/mesh ask {text.strip()}`?\n\n{USAGE}")
+    return Invalid(f"I don't know `{verb}`.\n\n{USAGE}")
+
+
+def _check(args: list[str], targets: Collection[str], clusters: Collection[str]) -> Request:
+    cluster = None
+    lowered = [a.lower() for a in args]
+    if "on" in lowered:
+        at = lowered.index("on")
+        rest = args[at + 1:]
+        if len(rest) != 1:
+            return Invalid("Name one cluster after `on`, e.g. `/mesh check mixer on prod`."
+                           + _known("Clusters", clusters))
+        cluster, args = rest[0], args[:at]
+        if cluster not in clusters:
+            return Invalid(f"There is no cluster `{cluster}`.{_hint(cluster, clusters, 'check ' + ' '.join(args))}"
+                           + _known("Clusters", clusters))
+    if not args:
+        return Invalid("Say what to check, e.g. `/mesh check mixer`." + _known("Targets", _groups(targets)))
+    chosen = []
+    for target in (a.lower() for a in args):
+        if target not in targets:
+            close = difflib.get_close_matches(target, list(targets), n=1, cutoff=0.5)
+            suggestion = f" Did you mean `{close[0]}`?" if close else ""
+            return Invalid(f"There is no check or group `{target}`.{suggestion} `/mesh list` shows every check."
+                           + _known("Groups", _groups(targets)))
+        if target not in chosen:
+            chosen.append(target)
+    return CheckRequest(tuple(chosen), cluster)
+
+
+def _hint(name: str, names: Collection[str], command: str) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
+    return f" Did you mean `/mesh {command} on {close[0]}`?" if close else ""
+
+
+def _groups(targets: Collection[str]) -> list[str]:
+    return sorted(t for t in targets if "." not in t)  # check ids are group.name
+
+
+def _known(label: str, names: Collection[str]) -> str:
+    return f"\n{label}: " + (", ".join(f"`{n}`" for n in sorted(names)) if names else "none configured")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked, from where: the part of a request that is not its text."""
+
+    source: str  # command, click, mention, incident
+    user: str  # Slack ids; names only when Slack sends them (slash commands)
+    channel: str
+    user_name: str = ""
+    channel_name: str = ""
+    team: str = ""
+    thread_ts: str | None = None  # answer in this thread (mentions)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)

@@ -1,0 +1,140 @@
+"""The bot's real parts for tests: Redis (a dedicated DB), the Slack stand-in, the Bolt app over HTTP, a worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+import yaml
+from slack_requests import Sender
+from slack_stub import SlackStub
+
+from bot import queue as jobqueue
+from bot.app import build_app
+from bot.config import Secrets, load_config
+from bot.serve import make_http_server, wsgi_app
+
+REDIS_URL = "redis://127.0.0.1:6379/11"  # a DB of its own, flushed around every test
+CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+@pytest.fixture
+def redis():
+    connection = redis_lib.Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def slack():
+    stub = SlackStub().start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def env(slack, tmp_path):
+    """The environment of both processes; the token and signing secret are fresh random strings."""
+    return {
+        "SLACK_BOT_TOKEN": "xoxb-" + secrets.token_hex(12),
+        "SLACK_SIGNING_SECRET": secrets.token_hex(16),
+        "SLACK_API_URL": slack.api_url,
+        "REDIS_URL": REDIS_URL,
+        "MESHBOT_CONFIG": str(tmp_path / "meshbot.yaml"),
+    }
+
+
+@pytest.fixture
+def configure(env):
+    """Write the config file: ``configure(clusters={...}, **top_level)``."""
+
+    def write(clusters: dict | None = None, **rest) -> Path:
+        path = Path(env["MESHBOT_CONFIG"])
+        path.write_text(yaml.safe_dump({"clusters": clusters or {}, **rest}))
+        return path
+
+    write()
+    return write
+
+
+@pytest.fixture
+def serve(env, slack, redis):
+    """Start the real Bolt app over HTTP on a free loopback port; returns a Sender for /slack/events."""
+    servers = []
+
+    def start(redis_url: str | None = None) -> Sender:
+        secrets_ = Secrets.from_env({**env, "REDIS_URL": redis_url or env["REDIS_URL"]})
+        connection = jobqueue.connect(secrets_.redis_url)
+        app = build_app(load_config(env["MESHBOT_CONFIG"]), secrets_, redis=connection)
+        server = make_http_server(wsgi_app(app, connection), "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        sender = Sender(f"http://127.0.0.1:{server.server_port}/slack/events", env["SLACK_SIGNING_SECRET"])
+        sender.base = f"http://127.0.0.1:{server.server_port}"
+        return sender
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def worker(env, tmp_path):
+    """Start real `meshbot worker` processes (own process group each); yields a starter."""
+    started = []
+
+    def start() -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=Path(__file__).resolve().parents[2])
+        proc.log_path = log.name
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def jobs(redis):
+    """The job ids in the queue, in order."""
+    return lambda: [j.decode() for j in redis.lrange(f"rq:queue:{jobqueue.QUEUE_NAME}", 0, -1)]
+
+
+@pytest.fixture
+def audit_lines(caplog):
+    caplog.set_level(logging.INFO, logger="meshbot.audit")
+    import json
+
+    return lambda: [json.loads(r.getMessage()) for r in caplog.records if r.name == "meshbot.audit"]
+
+
+def eventually(probe, timeout: float = 10.0, interval: float = 0.01):
+    """Poll ``probe`` until it returns something truthy, or fail at the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"still {value!r} after {timeout}s"
+        time.sleep(interval)

@@ -1,0 +1,68 @@
+"""Block Kit rendering: Slack's limits are kept, the text fallback exists, buttons carry commands."""
+
+from bot import render
+from checks.model import Istio, Result, Status
+from checks.runner import Report
+from handlers.grammar import CheckRequest, parse
+from knowledge import Match
+
+TARGETS = {"mixer", "mixer.report-calls", "envoy.fd-exhaustion"}
+
+
+def result(status=Status.FAIL, evidence=("line",), fix="kubectl get pods", check="mixer.report-calls"):
+    return Result(check, "Mixer receives report calls", "no-metrics", status, "no report calls", evidence, fix)
+
+
+def check_limits(messages):
+    for m in messages:
+        assert m.text
+        assert len(m.blocks) <= render.MAX_BLOCKS
+        for block in m.to_json()["blocks"]:  # to_dict() runs slack_sdk's own validators too
+            assert len(block.get("text", {}).get("text", "")) <= render.MAX_SECTION
+
+
+def test_a_finding_has_status_evidence_guide_link_and_fix():
+    [m] = render.finding(result(), "*Guide* says restart", "https://istio.io/help/#no-metrics")
+    blocks = str(m.to_json()["blocks"])
+    assert "*FAIL* `mixer.report-calls` no report calls" in blocks
+    assert "```\\nline\\n```" in blocks and "<https://istio.io/help/#no-metrics|guide: no-metrics>" in blocks
+    assert "```\\nkubectl get pods\\n```" in blocks and m.file is None
+    assert m.text.startswith("FAIL  mixer.report-calls: no report calls")  # bot.text's fallback
+
+
+def test_long_evidence_goes_into_a_file_and_long_text_into_several_sections():
+    evidence = tuple(f"sample_metric{{pod=\"p-{i}\"}} {i}" * 3 for i in range(400))
+    messages = render.finding(result(evidence=evidence, fix="\n".join(["kubectl logs x"] * 400)),
+                              "x" * 7000, None)
+    check_limits(messages)
+    assert messages[-1].file[0] == "mixer.report-calls-evidence.txt"
+    assert messages[-1].file[1] == "\n".join(evidence)
+    assert sum(len(m.blocks) for m in messages) > 5
+
+
+def test_more_than_fifty_blocks_become_several_messages():
+    quiet = [result(Status.PASS, check=f"c.{i}") for i in range(60)]
+    many = render.answer("q", [Match(f"s{i}", "T" * 3000, 1.0, "e" * 2990, ["mixer"], "https://x/") for i in range(30)],
+                         ["prod"])
+    check_limits(render.passing(quiet) + many)
+    assert len(many) > 1 and many[1].text.endswith("(continued)")
+
+
+def test_finished_run_has_counts_duration_and_a_rerun_button_that_parses_back():
+    report = Report("prod", Istio("istio-system", "0.5.1", None), [result(), result(Status.PASS)], 1234)
+    m = render.finished(report, CheckRequest(("mixer",), "prod").text)
+    assert m.text == "prod (Istio 0.5.1): 1 pass, 1 fail in 1.2s"
+    [button] = m.to_json()["blocks"][-1]["elements"]
+    assert button["text"]["text"] == "Re-run" and button["action_id"].startswith(render.RUN_ACTION)
+    assert parse(button["value"], TARGETS, {"prod"}) == CheckRequest(("mixer",), "prod")
+
+
+def test_an_answer_offers_one_button_per_usable_cluster():
+    match = Match("no-metrics", "No metrics", 0.9, "restart mixer", ["mixer.report-calls"], "https://istio.io/#x")
+    [m] = render.answer("why", [match], ["prod", "staging"], asker="U1")
+    blocks = m.to_json()["blocks"]
+    assert blocks[0]["elements"][0]["text"] == "<@U1> asked: why"
+    buttons = blocks[-1]["elements"]
+    assert [b["value"] for b in buttons] == ["check mixer.report-calls on prod", "check mixer.report-calls on staging"]
+    assert len({b["action_id"] for b in buttons}) == 2  # Slack wants them unique in a message
+    assert "No section" in render.answer("?", [], ["prod"])[0].text
