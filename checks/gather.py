@@ -16,6 +16,7 @@ class Gatherer:
         self.cluster = cluster
         self.deadline = deadline  # time.monotonic() by which every fetch must be done
         self.requests = 0
+        self.finished: dict[Any, float] = {}  # when each input was in hand (or failed)
         self._tasks: dict[Any, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -45,6 +46,8 @@ class Gatherer:
             raise
         except Exception as exc:  # a malformed answer that slipped past parsing
             raise BadPayload(f"could not read {key}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.finished[key] = time.monotonic()
 
     async def gather(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """Fetch all keys; each maps to its value or to the ClusterError that stopped it."""

@@ -52,6 +52,7 @@ class Report:
     results: list[Result]
     duration_ms: int
     requests: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per check id; not part of the JSON
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self):
@@ -92,14 +93,19 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
         runnable = [c for c in checks if _skip_reason(c, istio, detection_error) is None]
         declared = {c.id: frozenset(c.inputs(istio)) | {detection_key} for c in runnable}
         values = await gatherer.gather(k for keys in declared.values() for k in keys)
-        results = []
+        results, timings = [], {}
         for check in checks:
             reason = _skip_reason(check, istio, detection_error)
             if reason is not None:
                 results.append(_result(check, reason))
-            else:
-                results.append(_run_one(check, Context(istio, settings, values, declared[check.id])))
-        return Report(cluster.name, istio, results, int((time.monotonic() - started) * 1000), gatherer.requests)
+                continue
+            evaluated = time.monotonic()
+            results.append(_run_one(check, Context(istio, settings, values, declared[check.id])))
+            # how long until this check could answer: its slowest input, plus its own work
+            ready = max((gatherer.finished.get(k, started) for k in declared[check.id]), default=started)
+            timings[check.id] = ready - started + time.monotonic() - evaluated
+        return Report(cluster.name, istio, results, int((time.monotonic() - started) * 1000), gatherer.requests,
+                      timings)
     finally:
         await cluster.aclose()
 

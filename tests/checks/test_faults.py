@@ -133,3 +133,11 @@ def test_a_crashing_check_is_an_error_naming_it_and_the_others_run(simulate):
     assert statuses["test.boom"] == ("error", "check test.boom crashed: ZeroDivisionError: division by zero")
     assert statuses["test.calm"] == ("pass", "ok")
     assert statuses["pilot.registration"][0] == "pass"
+
+
+def test_each_check_is_timed_by_its_slowest_input(simulate):
+    _, kubeconfig = simulate("istio-0.5.1-healthy", faults=[{"path": "/services/istio-pilot:8080/proxy", "delay": 0.3}])
+    report = run(Cluster.connect("sim", str(kubeconfig)), ALL_CHECKS)
+    ran = {r.check for r in report.results if r.status.value != "skip"}
+    assert set(report.timings) == ran
+    assert report.timings["pilot.registration"] >= 0.3 > report.timings["clock.client-skew"]
