@@ -18,7 +18,6 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import httpx
 import yarl
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -103,7 +102,7 @@ class Cluster:
         self._concurrency = concurrency
         self._endpoints = dict(endpoints or {})
         self._session: aiohttp.ClientSession | None = None
-        self._direct: httpx.AsyncClient | None = None
+        self._direct = None  # an httpx.AsyncClient, made when a direct URL is first used
         self._auth: dict[str, str] | None = None
 
     @classmethod
@@ -229,6 +228,8 @@ class Cluster:
         return response
 
     async def _get_direct(self, url: str) -> Response:
+        import httpx  # only clusters with direct endpoint URLs need it: keep it off the start-up path
+
         if self._direct is None:
             self._direct = httpx.AsyncClient(timeout=self.request_timeout)
         sent = time.time()

@@ -31,6 +31,7 @@ class Request:
     path: str
     query: str
     accept: str
+    user_agent: str = ""
 
 
 class Simulator:
@@ -143,7 +144,7 @@ def _serve(sim: Simulator, h) -> None:
         return _send(sim, h, 200, {"requests": len(sim.requests), "most_in_flight": sim.most_in_flight})
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     accept = h.headers.get("Accept", "")
-    sim.record(Request("GET", path, parts.query, accept))
+    sim.record(Request("GET", path, parts.query, accept, h.headers.get("User-Agent", "")))
     scenario = sim.scenario
     for fault in scenario.faults:
         if fault.path.search(path):

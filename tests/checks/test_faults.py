@@ -141,3 +141,16 @@ def test_each_check_is_timed_by_its_slowest_input(simulate):
     ran = {r.check for r in report.results if r.status.value != "skip"}
     assert set(report.timings) == ran
     assert report.timings["pilot.registration"] >= 0.3 > report.timings["clock.client-skew"]
+
+
+def test_a_configured_direct_url_replaces_the_api_server_proxy(simulate, tmp_path, monkeypatch, capsys):
+    sim, kubeconfig = simulate("istio-0.5.1-healthy")
+    mixer = f"{sim.url}/api/v1/namespaces/istio-system/services/istio-mixer:9093/proxy"  # any HTTP base URL
+    config = tmp_path / "meshbot.yaml"
+    config.write_text(json.dumps({"clusters": {"lab": {
+        "kubeconfig": str(kubeconfig), "endpoints": {"istio-mixer:9093": mixer}}}}))
+    monkeypatch.setenv("MESHBOT_CONFIG", str(config))
+    assert main(["check", "mixer.report-calls", "--cluster", "lab", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["status"] == "pass"
+    metrics = [r for r in sim.requests if r.path.endswith("/proxy/metrics")]
+    assert len(metrics) == 1 and metrics[0].user_agent.startswith("python-httpx")  # once, by the direct client
