@@ -386,9 +386,15 @@ def _payload(entry: dict, earlier: Payload | None) -> Payload:
 def _edit(text: str, edit: dict) -> str:
     if "drop" in edit:
         pattern = re.compile(edit["drop"])
-        return "".join(line for line in text.splitlines(keepends=True) if not pattern.search(line))
+        kept = [line for line in text.splitlines(keepends=True) if not pattern.search(line)]
+        if len(kept) == len(text.splitlines()):
+            raise ValueError(f"drop matched nothing: {edit['drop']!r}")
+        return "".join(kept)
     if "replace" in edit:
-        return re.sub(edit["replace"], edit.get("with", ""), text, flags=re.M)
+        edited, count = re.subn(edit["replace"], edit.get("with", ""), text, flags=re.M)
+        if not count:  # a scenario whose edit matches nothing would silently test the wrong thing
+            raise ValueError(f"edit matched nothing: {edit['replace']!r}")
+        return edited
     if "append" in edit:
         return text.rstrip("\n") + "\n" + "\n".join(edit["append"]) + "\n"
     raise ValueError(f"unknown edit {edit}")
