@@ -52,12 +52,25 @@ class IncidentConfig(_Strict):
 
 
 class DigestConfig(_Strict):
-    channel: str
+    """A scheduled digest: ``cron`` is a standard crontab line (0 or 7 is Sunday), read in ``timezone``."""
+
+    channel: str  # a channel id (C…) is best: a name works for posting, not for `/mesh digest list` matching
     cron: str
     timezone: str = "UTC"
     clusters: list[str] = Field(default_factory=list)  # empty: every cluster
     checks: list[str] = Field(default_factory=lambda: ["all"])
-    quiet: bool = False
+    quiet: bool = False  # post only when something changed since the channel's previous digest
+    id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")  # default: derived from the fields above
+
+    @model_validator(mode="after")
+    def _cron_is_valid(self) -> DigestConfig:
+        from bot.schedules import BadCron, trigger
+
+        try:
+            trigger(self.cron, self.timezone)
+        except BadCron as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class Config(_Strict):
@@ -72,6 +85,10 @@ class Config(_Strict):
     def _default_is_known(self) -> Config:
         if self.default_cluster and self.default_cluster not in self.clusters:
             raise ValueError(f"default_cluster '{self.default_cluster}' is not one of clusters")
+        for digest in self.digests:
+            unknown = sorted(set(digest.clusters) - set(self.clusters))
+            if unknown:
+                raise ValueError(f"digest for {digest.channel} names unknown clusters: {', '.join(unknown)}")
         return self
 
     def cluster(self, name: str | None) -> tuple[str, ClusterConfig]:

@@ -8,8 +8,11 @@ fast things (Redis calls with a 1 s timeout), because Slack waits for the ack.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from bot import access, audit
+import redis as redis_lib
+
+from bot import access, audit, schedules
 from bot import queue as jobqueue
 from bot.config import Config, ConfigurationError
 from handlers import grammar
@@ -64,10 +67,13 @@ class Desk:
             case grammar.ListRequest():
                 audit.record(origin, "list", "answered")
                 return Reply("Checks (`/mesh check ID` or a group such as `mixer`):\n" + self.catalogue.listing)
-            case grammar.DigestRequest(args=args):
-                # RESERVED: the digest issue replaces this with a "digest" job on the same queue.
-                audit.record(origin, " ".join(("digest", *args)), "not-available")
-                return Reply("Digests are not available yet.")
+            case grammar.DigestListRequest() | grammar.DigestNowRequest() | grammar.DigestSubscribeRequest() | \
+                    grammar.DigestUnsubscribeRequest():
+                try:
+                    return self._digest(request, origin, key)
+                except redis_lib.RedisError:
+                    audit.record(origin, "digest", "queue-down")
+                    return Reply(QUEUE_DOWN)
             case grammar.Invalid(message=message):
                 audit.record(origin, "?", "invalid")
                 return Reply(message)
@@ -92,6 +98,93 @@ class Desk:
         payload = {"kind": "check", "targets": list(request.targets), "cluster": cluster}
         return self._enqueue(payload, origin, key, request.text,
                              f"Checking {' '.join(request.targets)} on {cluster}… results will appear in this channel.")
+
+    def _digest(self, request: grammar.DigestRequest, origin: Origin, key: str) -> Reply:
+        subscriptions = schedules.Subscriptions(self.queue.connection)
+        match request:
+            case grammar.DigestListRequest():
+                audit.record(origin, "digest list", "answered")
+                return Reply(self._digest_list(origin))
+            case grammar.DigestNowRequest(cluster=cluster):
+                what = "digest now" + (f" {cluster}" if cluster else "")
+                names, refused = self._digest_clusters((cluster,) if cluster else (), origin, what)
+                if refused:
+                    return refused
+                now = schedules.Schedule("now", origin.channel, "", clusters=tuple(names))
+                payload = schedules.digest_payload(now, datetime.now(UTC).isoformat(), origin)
+                return self._enqueue(payload, origin, key, what,
+                                     f"Building a digest of {', '.join(names)}… it will appear in this channel.")
+            case grammar.DigestSubscribeRequest(cron=cron, clusters=named):
+                what = f'digest subscribe "{cron}" {" ".join(named)}'.strip()
+                try:
+                    schedules.trigger(cron)
+                except schedules.BadCron as exc:
+                    audit.record(origin, what, "invalid", reason="bad cron")
+                    return Reply(f"I can't use that schedule: {exc}.\nFor example {schedules.EXAMPLE}.")
+                gap = schedules.too_often(cron)
+                if gap:
+                    audit.record(origin, what, "invalid", reason="too often")
+                    return Reply(f"`{cron}` would post every {int(gap.total_seconds() // 60)} minutes; digests "
+                                 f"may come at most once an hour. For example {schedules.EXAMPLE}.")
+                names, refused = self._digest_clusters(named, origin, what)
+                if refused:
+                    return refused
+                made = subscriptions.add(origin.channel, cron, tuple(names), origin.user, origin.user_name,
+                                         origin.channel_name, request=key)
+                audit.record(origin, what, "subscribed", schedule=made.id)
+                first = made.next_fire(datetime.now(UTC))
+                return Reply(f"Subscribed this channel to digest `{made.id}` of {', '.join(names)} at `{cron}` "
+                             f"(UTC); the first is due {first:%a %d %b %H:%M} UTC. "
+                             f"`/mesh digest unsubscribe {made.id}` stops it.")
+            case grammar.DigestUnsubscribeRequest(id=sid):
+                what = f"digest unsubscribe {sid}"
+                found = subscriptions.get(sid)
+                if found is None:
+                    audit.record(origin, what, "invalid", reason="no such subscription")
+                    if any(s.id == sid for s in schedules.from_config(self.config)):
+                        return Reply(f"`{sid}` comes from meshbot's config file: ask whoever runs meshbot.")
+                    return Reply(f"There is no digest `{sid}`. `/mesh digest list` shows this channel's digests.")
+                if not found.posts_in(origin.channel, origin.channel_name):
+                    audit.record(origin, what, "denied", reason="another channel")
+                    return Reply(f"`{sid}` posts in <#{found.channel}>: unsubscribe it from there.")
+                subscriptions.remove(sid)
+                audit.record(origin, what, "unsubscribed", schedule=sid)
+                return Reply(f"Unsubscribed: digest `{sid}` will not be posted again.")
+        raise AssertionError(request)
+
+    def _digest_clusters(self, named, origin: Origin, what: str) -> tuple[list[str], Reply | None]:
+        """The clusters a digest may cover: those named, each allowed, or else every one the asker may use here."""
+        for name in named:
+            if not access.allowed(self.config.clusters[name], origin.user, origin.channel, origin.user_name,
+                                  origin.channel_name):
+                audit.record(origin, what, "denied", cluster=name)
+                return [], Reply(f"You can't run checks on `{name}` from here: it is limited to certain channels or "
+                                 "people, so it can't be in a digest here. `/mesh clusters` shows the ones you may "
+                                 "use.")
+        names = list(named) or access.usable_clusters(self.config, origin.user, origin.channel, origin.user_name,
+                                                      origin.channel_name)
+        if not names:
+            audit.record(origin, what, "invalid", reason="no cluster")
+            return [], Reply("There are no clusters you may check from here, so there is nothing to digest.")
+        return names, None
+
+    def _digest_list(self, origin: Origin) -> str:
+        every = schedules.all_schedules(self.config, self.queue.connection)
+        here = [s for s in every if s.posts_in(origin.channel, origin.channel_name)]
+        elsewhere = len(every) - len(here)
+        others = f"\n({elsewhere} more in other channels.)" if elsewhere else ""
+        if not here:
+            return f"No digests are posted in this channel. Start one with {schedules.EXAMPLE}.{others}"
+        now, lines = datetime.now(UTC), []
+        for s in here:
+            due = s.next_fire(now)
+            lines.append(
+                f"• `{s.id}` `{s.cron}` ({s.timezone}): {', '.join(s.clusters) or 'every cluster'}"
+                + ("" if list(s.checks) == ["all"] else f", checks {' '.join(s.checks)}")
+                + (", only when something changed" if s.quiet else "")
+                + (f"; next {due.astimezone(UTC):%a %d %b %H:%M} UTC" if due else "")
+                + (" · from the config file" if s.by is None else f" · by <@{s.by}>"))
+        return "Digests posted in this channel:\n" + "\n".join(lines) + others
 
     def _enqueue(self, payload: dict, origin: Origin, key: str, what: str, reply: str) -> Reply:
         payload["origin"] = origin.to_json()

@@ -1,8 +1,9 @@
 """The worker's side: ``run(payload)`` is the one job function; payload["kind"] picks the work.
 
-Kinds: "check" (run checks, answer in a thread) and "ask" (answer from the
-guides). A new kind (the digest issue's "digest") is one more function in KINDS,
-posted through the same Thread, so it inherits idempotent posting and retries.
+Kinds: "check" (run checks, answer in a thread), "ask" (answer from the
+guides) and "digest" (bot.digest: several clusters, what changed, for a schedule
+or `/mesh digest now`). Each posts through the same Thread, so each inherits
+idempotent posting and retries.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import knowledge
-from bot import access, render
+from bot import access, metrics, render
+from bot import digest as digests
 from bot.app import web_client
 from bot.config import Config, ConfigurationError, Secrets, load_config
 from bot.thread import Thread
@@ -61,6 +63,7 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
     thread.start(render.running(payload["targets"], name, again=thread.started))
     try:
         report = run_on_cluster(name, cluster, chosen, ctx.config.checks)
+        metrics.observe_checks(report.timings)
     except AccessError as exc:  # includes a kubeconfig that does not load
         report = unreachable_report(name, chosen, exc, cluster.istio_namespace)
     for result in report.results:
@@ -97,4 +100,4 @@ def ask(ctx: Context, thread: Thread, payload: dict, job) -> dict:
     return {"answered": bool(matches), "sections": [m.section for m in matches]}
 
 
-KINDS = {"check": check, "ask": ask}
+KINDS = {"check": check, "ask": ask, "digest": digests.digest}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -22,7 +23,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.text import MARKS, headline, result_text
+from bot.text import MARKS, counts_line, headline, result_text
 from checks.model import Result, Status
 from checks.runner import Report
 
@@ -63,9 +64,14 @@ def could_not_run(command: str, reason: str) -> Message:
     return Message(text, [_section(_esc(text))])
 
 
-def finding(result: Result, excerpt: str | None = None, url: str | None = None) -> list[Message]:
-    """One non-passing result: status, summary, evidence, guide excerpt with its link, and the fix."""
-    blocks: list[Block] = [_section(f"*{MARKS[result.status]}* `{result.check}` {_esc(result.summary)}")]
+def finding(result: Result, excerpt: str | None = None, url: str | None = None,
+            cluster: str | None = None) -> list[Message]:
+    """One non-passing result: status, summary, evidence, guide excerpt with its link, and the fix.
+
+    ``cluster`` names the cluster, for threads that hold several (digests).
+    """
+    where = f"`{_esc(cluster)}` · " if cluster else ""
+    blocks: list[Block] = [_section(f"{where}*{MARKS[result.status]}* `{result.check}` {_esc(result.summary)}")]
     upload = None
     if result.evidence:
         evidence = "\n".join(result.evidence)
@@ -83,7 +89,7 @@ def finding(result: Result, excerpt: str | None = None, url: str | None = None) 
     if result.fix:
         blocks.append(_section("*Fix*"))
         blocks += _sections(result.fix, code=True)
-    return _paginate(result_text(result), blocks, upload)
+    return _paginate((f"{cluster}: " if cluster else "") + result_text(result), blocks, upload)
 
 
 def passing(results: Sequence[Result]) -> list[Message]:
@@ -115,6 +121,84 @@ def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str
                 for j, c in enumerate(clusters[:25])]))
     text = "From the guide: " + "; ".join(f"{m.title} ({m.url})" for m in matches)
     return _paginate(text, blocks)
+
+
+DIGEST_LIST_MAX = 25  # per kind of change in the parent; the thread has every finding
+
+
+def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
+    """A digest's parent: a line per cluster, then what changed since the channel's previous digest.
+
+    ``clusters`` are bot.digest.ClusterDigest, ``changes`` a bot.digest.Changes.
+    """
+    title = f"Mesh digest, {_when(at)}"
+    lines = []
+    for c in clusters:
+        if c.unreachable:
+            lines.append(f"• `{_esc(c.name)}` *unreachable*: {_esc(c.unreachable)}")
+        else:
+            lines.append(f"• `{_esc(c.name)}` Istio {_esc(c.report.istio.version or 'not found')}: "
+                         f"{counts_line(c.report)}")
+    if changes.previous_at is None:
+        since = ["First digest in this channel."]
+    else:
+        since = [f"*Since the previous digest ({_when(changes.previous_at)})*"]
+        since += _changes("New", changes.new, at) + _changes("Resolved", changes.resolved, at)
+        since += _changes("Still failing", changes.still, at)
+        if changes.unreachable:
+            since.append("Now unreachable: " + ", ".join(f"`{_esc(n)}`" for n in changes.unreachable))
+        if changes.reachable_again:
+            since.append("Reachable again: " + ", ".join(f"`{_esc(n)}`" for n in changes.reachable_again))
+        if changes.first:
+            since.append("First digest here for: " + ", ".join(f"`{_esc(n)}`" for n in changes.first))
+        if not changes.any:
+            since.append("Nothing changed.")
+    unsubscribe = f" · `/mesh digest unsubscribe {schedule}`" if schedule.startswith("s") else ""
+    footer = f"schedule `{_esc(schedule)}` · details in the thread{unsubscribe}"
+    blocks = [_section(f"*{title}*")] + _sections("\n".join(lines)) + _sections("\n".join(since))
+    text = (f"{title}: {len(clusters)} cluster{'s' if len(clusters) != 1 else ''}, {len(changes.new)} new, "
+            f"{len(changes.resolved)} resolved, {len(changes.still)} still failing")
+    if any(c.unreachable for c in clusters):
+        text += f", {sum(bool(c.unreachable) for c in clusters)} unreachable"
+    return Message(text, blocks[:MAX_BLOCKS - 1] + [_context(footer)])
+
+
+def unreachable(cluster: str, cause: str) -> list[Message]:
+    text = f"{cluster}: could not be checked: {cause}"
+    return [Message(text, [_section(f"`{_esc(cluster)}` · *{MARKS[Status.ERROR]}* could not be checked: "
+                                    f"{_esc(cause)}\nEvery check on it is an error (could not tell).")])]
+
+
+def _changes(label: str, changes: Sequence, at: float) -> list[str]:
+    if not changes:
+        return []
+    shown = []
+    for c in changes[:DIGEST_LIST_MAX]:
+        note = c.status.upper()
+        if c.was:
+            note += f" (was {c.was.upper()})"
+        elif label == "Still failing" and c.since is not None:
+            note += f" for {duration(at - c.since)}"
+        elif label == "Resolved":
+            note = f"was {c.status.upper()}"
+        shown.append(f"    • `{_esc(c.cluster)}` `{c.check}` {note}")
+    if len(changes) > DIGEST_LIST_MAX:
+        shown.append(f"    • and {len(changes) - DIGEST_LIST_MAX} more (in the thread)")
+    return [f"{label} ({len(changes)}):"] + shown
+
+
+def duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{mins} min" if mins else "under a minute"
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%a %d %b %Y %H:%M UTC")
 
 
 def _paginate(text: str, blocks: list[Block], upload: tuple[str, str] | None = None) -> list[Message]:

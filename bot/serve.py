@@ -1,4 +1,4 @@
-"""`meshbot serve`: the Bolt app over HTTP (or Socket Mode), plus /healthz and /readyz.
+"""`meshbot serve`: the Bolt app over HTTP (or Socket Mode), plus /healthz, /readyz and /metrics.
 
 Bolt's own App.start() binds 0.0.0.0 whatever it is told, so the app is served
 with the standard library's WSGI server on the host given, one thread per request.
@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import redis as redis_lib
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import audit
+from bot import logs, metrics
 from bot import queue as jobqueue
 from bot.app import build_app
 from bot.config import ConfigurationError, Secrets, load_config
@@ -35,7 +35,8 @@ class _Quiet(WSGIRequestHandler):
 
 
 def wsgi_app(bolt_app, redis):
-    """/slack/events to Bolt (when given one); /healthz always 200; /readyz 200 only while Redis answers."""
+    """/slack/events to Bolt (when given one); /healthz always 200; /readyz 200 only while Redis answers;
+    /metrics in Prometheus' text format. ``redis`` should have a short timeout: probes give up after 3 s."""
     slack = SlackRequestHandler(bolt_app) if bolt_app is not None else None
 
     def application(environ, start_response):
@@ -46,6 +47,9 @@ def wsgi_app(bolt_app, redis):
             ok = path == "/healthz" or _redis_answers(redis)
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"ok\n" if ok else b"redis unreachable\n"]
+        if path == "/metrics":
+            start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])
+            return [metrics.exposition(redis)]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
@@ -64,11 +68,14 @@ def make_http_server(application, host: str, port: int) -> WSGIServer:
 
 
 def main(args) -> int:
-    audit.configure()
+    logs.configure()
     config, secrets = load_config(), Secrets.from_env()
+    if args.socket and secrets.slack_app_token is None:
+        raise ConfigurationError("--socket needs SLACK_APP_TOKEN")
     redis = jobqueue.connect(secrets.redis_url)
-    app = build_app(config, secrets, redis=redis)
-    server = make_http_server(wsgi_app(app, redis), args.host, args.port)
+    app = build_app(config, secrets, redis=redis, socket_mode=args.socket)
+    # In Socket Mode Slack's traffic comes over the socket: HTTP serves the probes and /metrics only.
+    server = make_http_server(wsgi_app(None if args.socket else app, redis), args.host, args.port)
     # The check catalogue pulls in the Kubernetes client: ~10^5 long-lived objects that every full
     # garbage collection would walk again, in the middle of some request's ack. Freeze them.
     gc.collect()
@@ -76,9 +83,6 @@ def main(args) -> int:
     if args.socket:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        if secrets.slack_app_token is None:
-            raise ConfigurationError("--socket needs SLACK_APP_TOKEN")
-        # Health endpoints stay on HTTP; Slack traffic comes over the socket.
         threading.Thread(target=server.serve_forever, daemon=True).start()
         log.info("Socket Mode; health on http://%s:%s/healthz", args.host, server.server_port)
         SocketModeHandler(app, secrets.slack_app_token.get_secret_value()).start()

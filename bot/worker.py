@@ -7,6 +7,12 @@ worker looks for lapsed jobs every 5 s; a lapsed job is re-queued (RQ's Retry)
 and run again from the start, and bot.thread keeps it from posting twice.
 Measured end to end: a job whose worker was SIGKILLed is answered well within
 2 minutes (tests/bot/test_end_to_end.py).
+
+SIGTERM (what Kubernetes sends to stop a pod) is RQ's warm shutdown: the worker
+finishes the job in hand, then exits 0; only the parent gets the signal, so the
+work-horse is left alone (deploy/ gives it terminationGracePeriodSeconds: 120,
+the job timeout). With --health-port the worker also serves /healthz, /readyz
+and /metrics (bot.metrics explains why the worker keeps its metrics in files).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from bot import audit, jobs
+from bot import jobs, logs, metrics
 from bot import queue as jobqueue
 from bot.config import Secrets
 
@@ -44,17 +50,20 @@ def build_worker(connection) -> MeshWorker:
 
 
 def main(args) -> int:
-    audit.configure()
+    logs.configure()
+    metrics.enable_multiprocess()  # before any metric is used, and before the first work-horse forks
     secrets = Secrets.from_env()
     connection = jobqueue.connect(secrets.redis_url, timeout=WORKER_TTL + 10)
     jobs.context()  # config, guide index and Slack client, loaded once before jobs fork from this process
     if args.health_port:
-        _serve_health(connection, args.health_host, args.health_port)
+        # Its own connection with the short timeout: a probe must not wait on the worker's 30 s one.
+        server = _serve_health(jobqueue.connect(secrets.redis_url), args.health_host, args.health_port)
+        log.info("health and metrics on http://%s:%s/healthz", args.health_host, server.server_port)
     build_worker(connection).work(burst=args.burst, logging_level="INFO")
     return 0
 
 
-def _serve_health(connection, host: str, port: int) -> None:
+def _serve_health(connection, host: str, port: int) -> WSGIServer:
     from bot.serve import wsgi_app
 
     class Quiet(WSGIRequestHandler):
@@ -63,3 +72,4 @@ def _serve_health(connection, host: str, port: int) -> None:
 
     server = make_server(host, port, wsgi_app(None, connection), server_class=WSGIServer, handler_class=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

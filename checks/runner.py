@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from checks import istio as istio_mod
 from checks.catalog import ALL_CHECKS, GROUPS
 from checks.cluster import DEFAULT_CONCURRENCY, Cluster
-from checks.errors import ClusterError
+from checks.errors import AccessError, ClusterError
 from checks.gather import Gatherer
 from checks.model import ALL_GENERATIONS, Check, Context, InputUnavailable, Istio, Result, Settings, Status
 
@@ -53,6 +53,7 @@ class Report:
     duration_ms: int
     requests: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per check id; not part of the JSON
+    unreachable: str | None = None  # why the cluster could not be reached at all, when it could not
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self):
@@ -104,8 +105,9 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
             # how long until this check could answer: its slowest input, plus its own work
             ready = max((gatherer.finished.get(k, started) for k in declared[check.id]), default=started)
             timings[check.id] = ready - started + time.monotonic() - evaluated
+        unreachable = str(detection_error) if isinstance(detection_error, AccessError) else None
         return Report(cluster.name, istio, results, int((time.monotonic() - started) * 1000), gatherer.requests,
-                      timings)
+                      timings, unreachable)
     finally:
         await cluster.aclose()
 

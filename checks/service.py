@@ -24,4 +24,4 @@ def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_co
 def unreachable_report(name: str, checks: Sequence[Check], error: AccessError, namespace: str) -> Report:
     """Every check as ``error`` with the cause, for a cluster that could not be reached at all."""
     results = [Result(c.id, c.title, c.section, Status.ERROR, f"could not tell: {error}") for c in checks]
-    return Report(name, Istio(namespace, None, None), results, 0)
+    return Report(name, Istio(namespace, None, None), results, 0, unreachable=str(error))

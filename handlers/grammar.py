@@ -8,6 +8,7 @@ that the typed command, a button's value and (later) the scheduler all share.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -17,8 +18,19 @@ USAGE = (
     "`/mesh ask QUESTION` answers from the troubleshooting guide\n"
     "`/mesh clusters` lists the clusters you may check\n"
     "`/mesh list` lists every check\n"
+    "`/mesh digest list|now [CLUSTER]|subscribe \"CRON\" [CLUSTERS]|unsubscribe ID` scheduled digests\n"
     "`/mesh help` shows this"
 )
+DIGEST_USAGE = (
+    "`/mesh digest list` shows the digests posted in this channel\n"
+    "`/mesh digest now [CLUSTER]` posts a digest here now\n"
+    "`/mesh digest subscribe \"CRON\" [CLUSTERS]` posts one here on a schedule, e.g. "
+    "`/mesh digest subscribe \"0 9 * * 1-5\" prod` (09:00 UTC, Monday to Friday)\n"
+    "`/mesh digest unsubscribe ID` stops one"
+)
+DIGEST_VERBS = ("list", "now", "subscribe", "unsubscribe")
+QUOTED = re.compile(r'^\s*["\u201c\u201d\u201e\u2033](?P<cron>[^"\u201c\u201d\u201e\u2033]*)["\u201c\u201d\u2033]'
+                    r"(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)
@@ -52,10 +64,25 @@ class AskRequest:
     question: str
 
 
-# RESERVED for the digest issue: parsed so the verb is taken, answered "not available yet" for now.
 @dataclass(frozen=True)
-class DigestRequest:
-    args: tuple[str, ...]
+class DigestListRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class DigestNowRequest:
+    cluster: str | None = None  # None: every cluster the asker may use here
+
+
+@dataclass(frozen=True)
+class DigestSubscribeRequest:
+    cron: str  # not validated here: bot.schedules knows cron
+    clusters: tuple[str, ...] = ()  # empty: every cluster the asker may use here
+
+
+@dataclass(frozen=True)
+class DigestUnsubscribeRequest:
+    id: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,7 @@ class Invalid:
     message: str
 
 
+DigestRequest = DigestListRequest | DigestNowRequest | DigestSubscribeRequest | DigestUnsubscribeRequest
 Request = HelpRequest | CheckRequest | ClustersRequest | ListRequest | AskRequest | DigestRequest | Invalid
 
 
@@ -84,7 +112,7 @@ def parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Req
         return AskRequest(" ".join(args)) if args else Invalid("Ask a question after `ask`, e.g. "
                                                                "`/mesh ask mixer reports no metrics`.")
     if verb == "digest":
-        return DigestRequest(tuple(args))
+        return _digest(text.strip()[len(words[0]):], clusters)
     if verb == "check":
         return _check(args, targets, clusters)
     if verb in VERBS:  # clusters/list with extra words
@@ -122,6 +150,46 @@ def _check(args: list[str], targets: Collection[str], clusters: Collection[str])
         if target not in chosen:
             chosen.append(target)
     return CheckRequest(tuple(chosen), cluster)
+
+
+def _digest(text: str, clusters: Collection[str]) -> Request:
+    words = text.split()
+    if not words:
+        return Invalid("Digests:\n" + DIGEST_USAGE)
+    sub, args = words[0].lower(), words[1:]
+    if sub == "list" and not args:
+        return DigestListRequest()
+    if sub == "now" and len(args) <= 1:
+        unknown = _unknown_clusters(args, clusters, "digest now")
+        return unknown or DigestNowRequest(args[0] if args else None)
+    if sub == "now":
+        return Invalid("Name at most one cluster, e.g. `/mesh digest now prod`." + _known("Clusters", clusters))
+    if sub == "subscribe":
+        quoted = QUOTED.match(text.strip()[len(words[0]):])
+        if not quoted or not quoted["cron"].strip():
+            return Invalid('Put the schedule in quotes as a cron line, e.g. `/mesh digest subscribe "0 9 * * 1-5" '
+                           'prod` (minute hour day-of-month month day-of-week, UTC).')
+        named = list(dict.fromkeys(quoted["rest"].replace(",", " ").split()))
+        unknown = _unknown_clusters(named, clusters, "digest subscribe")
+        return unknown or DigestSubscribeRequest(" ".join(quoted["cron"].split()), tuple(named))
+    if sub == "unsubscribe" and len(args) == 1:
+        return DigestUnsubscribeRequest(args[0])
+    if sub == "unsubscribe":
+        return Invalid("Name one digest, e.g. `/mesh digest unsubscribe s3`; `/mesh digest list` shows their ids.")
+    if sub in DIGEST_VERBS:
+        return Invalid(f"`digest {sub}` takes no arguments.\n\n{DIGEST_USAGE}")
+    close = difflib.get_close_matches(sub, DIGEST_VERBS, n=1, cutoff=0.6)
+    hint = f" Did you mean `/mesh digest {' '.join([close[0], *args])}`?" if close else ""
+    return Invalid(f"I don't know `digest {sub}`.{hint}\n\n{DIGEST_USAGE}")
+
+
+def _unknown_clusters(names: list[str], clusters: Collection[str], command: str) -> Invalid | None:
+    for name in names:
+        if name not in clusters:
+            close = difflib.get_close_matches(name, list(clusters), n=1, cutoff=0.5)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            return Invalid(f"There is no cluster `{name}`.{hint}" + _known("Clusters", clusters))
+    return None
 
 
 def _hint(name: str, names: Collection[str], command: str) -> str:

@@ -15,12 +15,12 @@ import pytest
 import redis as redis_lib
 import yaml
 from slack_requests import Sender
-from slack_stub import SlackStub
 
 from bot import queue as jobqueue
 from bot.app import build_app
 from bot.config import Secrets, load_config
 from bot.serve import make_http_server, wsgi_app
+from bot.slackstub import SlackStub
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a DB of its own, flushed around every test
 CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1

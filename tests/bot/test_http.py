@@ -114,12 +114,12 @@ def test_malformed_commands_get_a_suggestion_and_run_nothing(configure, serve, s
     assert "Did you mean `mixer`?" in app.post(sr.command("check mixr", slack.response_url)).text
     assert "Did you mean `/mesh check mixer on prod`?" in app.post(
         sr.command("check mixer on prd", slack.response_url)).text
-    assert "not available yet" in app.post(sr.command("digest daily", slack.response_url)).text
+    assert "Did you mean `/mesh digest list`?" in app.post(sr.command("digest lst", slack.response_url)).text
     assert "/mesh check TARGET" in app.post(sr.command("", slack.response_url)).text
     assert "mixer.report-calls" in app.post(sr.command("list", slack.response_url)).text
     assert jobs() == []
     assert [line["outcome"] for line in audit_lines()] == [
-        "invalid", "invalid", "invalid", "not-available", "answered", "answered"]
+        "invalid", "invalid", "invalid", "invalid", "answered", "answered"]
 
 
 def test_a_click_makes_the_same_job_as_the_typed_command(configure, serve, slack, redis, jobs, audit_lines):

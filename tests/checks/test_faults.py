@@ -26,6 +26,18 @@ def check_json(simulate, capsys, monkeypatch, tmp_path):
     return go
 
 
+@pytest.fixture
+def gone(tmp_path):
+    """A kubeconfig whose API server does not answer (nothing listens on port 9)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "gone", "user": {"token": "t"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}))
+    return kubeconfig
+
+
 def test_forbidden_names_the_missing_permission_and_the_rest_runs(check_json):
     code, results, _, _ = check_json("istio-0.5.1-healthy", faults=[{"path": "^/api/v1/pods$", "status": 403}])
     assert code == 1
@@ -74,18 +86,17 @@ def test_a_slow_endpoint_times_out_and_the_run_stays_within_its_budget(check_jso
     assert report["duration_ms"] < 3500
 
 
-def test_an_unreachable_cluster_gives_errors_not_a_crash(tmp_path, capsys):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
-        "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "gone", "user": {"token": "t"}}],
-        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}))
-    code = main(["check", "all", "--kubeconfig", str(kubeconfig), "--json"])
+def test_an_unreachable_cluster_gives_errors_not_a_crash(gone, capsys):
+    code = main(["check", "all", "--kubeconfig", str(gone), "--json"])
     results = json.loads(capsys.readouterr().out)["results"]
     assert code == 1
     assert {r["status"] for r in results} == {"error"}
     assert all("cannot reach the API server" in r["summary"] or "Istio version" in r["summary"] for r in results)
+
+
+def test_a_report_says_when_the_cluster_could_not_be_reached(gone):
+    report = run(Cluster.connect("gone", str(gone)), ALL_CHECKS)
+    assert report.unreachable and "cannot reach the API server of gone" in report.unreachable
 
 
 @pytest.mark.parametrize("argv, message", [

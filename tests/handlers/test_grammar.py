@@ -6,7 +6,10 @@ from handlers.grammar import (
     AskRequest,
     CheckRequest,
     ClustersRequest,
-    DigestRequest,
+    DigestListRequest,
+    DigestNowRequest,
+    DigestSubscribeRequest,
+    DigestUnsubscribeRequest,
     HelpRequest,
     Invalid,
     ListRequest,
@@ -28,7 +31,14 @@ CLUSTERS = {"prod", "staging"}
     ("check mixer.report-calls on prod", CheckRequest(("mixer.report-calls",), "prod")),
     ("  check   all   ON   staging ", CheckRequest(("all",), "staging")),
     ("ask why is mixer   slow?", AskRequest("why is mixer slow?")),
-    ("digest daily on prod", DigestRequest(("daily", "on", "prod"))),  # reserved for the digest issue
+    ("digest list", DigestListRequest()),
+    ("digest now", DigestNowRequest()),
+    ("digest NOW prod", DigestNowRequest("prod")),
+    ('digest subscribe "0 9 * * 1-5"', DigestSubscribeRequest("0 9 * * 1-5")),
+    ('digest subscribe " 0  9 * * 1-5 " prod, staging prod',
+     DigestSubscribeRequest("0 9 * * 1-5", ("prod", "staging"))),
+    ("digest subscribe \u201c0 9 * * *\u201d staging", DigestSubscribeRequest("0 9 * * *", ("staging",))),
+    ("digest unsubscribe s3", DigestUnsubscribeRequest("s3")),
 ])
 def test_valid_commands(text, expected):
     assert parse(text, TARGETS, CLUSTERS) == expected
@@ -48,6 +58,15 @@ def test_valid_commands(text, expected):
     ("list everything", "`list` takes no arguments"),
     ("why is mixer not reporting", "Did you mean `/mesh ask why is mixer not reporting`?"),
     ("xyzzy", "I don't know `xyzzy`"),
+    ("digest", "`/mesh digest now [CLUSTER]`"),
+    ("digest lst", "Did you mean `/mesh digest list`?"),
+    ("digest list all", "`digest list` takes no arguments"),
+    ("digest now prd", "There is no cluster `prd`. Did you mean `prod`?"),
+    ("digest now prod staging", "Name at most one cluster"),
+    ("digest subscribe 0 9 * * *", "Put the schedule in quotes"),
+    ('digest subscribe "" prod', "Put the schedule in quotes"),
+    ('digest subscribe "0 9 * * *" qa', "There is no cluster `qa`"),
+    ("digest unsubscribe", "Name one digest"),
 ])
 def test_anything_else_is_invalid_with_a_hint(text, says):
     result = parse(text, TARGETS, CLUSTERS)

@@ -1,12 +1,25 @@
-"""A local stand-in for the Slack Web API: records every call, answers as Slack does, fails on demand."""
+"""Slack, stood in for on this machine: its Web API, and requests signed as Slack signs them.
+
+``SlackStub`` serves the Web API methods meshbot calls (and response_url, and file
+uploads) on loopback, records every call, tells listeners about it, and answers
+errors and rate limits on demand. The ``command``/``click``/``event`` builders make
+request bodies exactly as Slack sends them, and ``sign`` signs them (v0 HMAC-SHA256).
+`meshbot demo` and the tests both use it; nothing here is used in production.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import itertools
 import json
+import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 
 @dataclass
@@ -18,15 +31,17 @@ class Call:
 
 
 class SlackStub:
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.calls: list[Call] = []
         self.failures: dict[str, list[tuple[int, dict, dict]]] = {}
         self.channel_names: dict[str, str] = {}
+        # Told of each call and the answer it gets, before the caller has that answer.
+        self.listeners: list[Callable[[Call, dict], None]] = []
         self._changed = threading.Condition()
         self._ts = 1_700_000_000
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.base = f"http://{host}:{self.server.server_port}"
         self.api_url = self.base + "/api/"
         self.response_url = self.base + "/response"
 
@@ -97,14 +112,25 @@ def _handler(stub: SlackStub):
                     params = json.loads(text or "{}")
                 else:
                     params = dict(parse_qsl(text))
-                stub._record(Call(method, params, headers, text))
+                call = Call(method, params, headers, text)
+                stub._record(call)
                 status, extra, body = stub._answer(method, params)
+                self._tell(call, body)
                 self._send(status, extra, json.dumps(body).encode(), "application/json")
             else:
                 kind = "upload" if self.path.startswith("/upload/") else "response_url"
                 params = json.loads(text) if kind == "response_url" and text else {"bytes": len(raw)}
-                stub._record(Call(kind, params, headers, text))
+                call = Call(kind, params, headers, text)
+                stub._record(call)
+                self._tell(call, {"ok": True})
                 self._send(200, {}, b"OK", "text/plain")
+
+        def _tell(self, call, answer):
+            for listener in stub.listeners:
+                try:
+                    listener(call, answer)
+                except Exception:  # a listener's bug must not turn into a Slack error for the app
+                    logging.getLogger("meshbot.slackstub").exception("listener failed on %s", call.method)
 
         def _send(self, status, extra, body, content_type):
             self.send_response(status)
@@ -116,3 +142,50 @@ def _handler(stub: SlackStub):
             self.wfile.write(body)
 
     return Handler
+
+
+# Requests as Slack sends them to the app.
+
+_ids = itertools.count(1)
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def command(text: str, response_url: str, user: str = "U1", channel: str = "C1", trigger_id: str | None = None,
+            user_name: str = "alice", channel_name: str = "ops") -> str:
+    return urlencode({
+        "token": "legacy-verification-token", "team_id": "T1", "team_domain": "example", "channel_id": channel,
+        "channel_name": channel_name, "user_id": user, "user_name": user_name, "command": "/mesh", "text": text,
+        "api_app_id": "A1", "response_url": response_url, "trigger_id": trigger_id or f"trig.{next(_ids)}",
+    })
+
+
+def click(value: str, response_url: str, user: str = "U1", channel: str = "C1", action_id: str = "meshbot_run_rerun",
+          trigger_id: str | None = None, label: str = "Re-run", message_ts: str = "1.000001") -> str:
+    payload = {
+        "type": "block_actions", "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": "alice", "team_id": "T1"}, "api_app_id": "A1",
+        "token": "legacy-verification-token", "container": {"type": "message", "message_ts": message_ts},
+        "trigger_id": trigger_id or f"trig.{next(_ids)}", "channel": {"id": channel, "name": "ops"},
+        "message": {"ts": message_ts, "text": "x"}, "response_url": response_url,
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "b1", "value": value,
+                     "text": {"type": "plain_text", "text": label}, "action_ts": "1.2"}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def event(event: dict, event_id: str | None = None) -> str:
+    return json.dumps({
+        "token": "legacy-verification-token", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event": event, "event_id": event_id or f"Ev{next(_ids)}", "event_time": int(time.time()),
+        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+    })
+
+
+def mention(text: str, user: str = "U1", channel: str = "C1", ts: str = "1700000000.000100", **extra) -> dict:
+    return {"type": "app_mention", "user": user, "text": f"<@UBOT> {text}", "ts": ts, "channel": channel,
+            "event_ts": ts, **extra}
