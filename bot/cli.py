@@ -111,9 +111,9 @@ def cmd_ask(args) -> int:
         print(f"meshbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.question == ["-"]:
-        for line in sys.stdin:
-            if line.strip():
-                print(json.dumps({"matches": [m.to_json() for m in index.ask(line)]}), flush=True)
+        for line in sys.stdin:  # one answer a line, blank lines included, so outputs pair with inputs
+            matches = index.ask(line) if line.strip() else []
+            print(json.dumps({"matches": [m.to_json() for m in matches]}), flush=True)
         return EXIT_OK
     matches = index.ask(" ".join(args.question))
     if args.json:

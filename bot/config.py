@@ -41,6 +41,12 @@ class ChecksConfig(_Strict):
     refresh_delay_seconds: float = Field(30.0, gt=0)
     large_mesh_sidecars: int = Field(50, ge=0)
 
+    @model_validator(mode="after")
+    def _budget_covers_a_request(self) -> ChecksConfig:
+        if self.budget_seconds < self.request_timeout_seconds:
+            raise ValueError("budget_seconds must be at least request_timeout_seconds")
+        return self
+
     def settings(self) -> CheckSettings:
         return CheckSettings(self.clock_skew_seconds, self.refresh_delay_seconds, self.large_mesh_sidecars)
 

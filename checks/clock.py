@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from checks.cluster import Response
 from checks.errors import BadPayload
 from checks.inputs import LEASES, NODES, ApiServerClock, Objects
-from checks.model import ALL_GENERATIONS, Context, InputUnavailable, check, failed, passed
+from checks.model import ALL_GENERATIONS, Context, InputUnavailable, Response, check, failed, passed
 
 NODE_LEASES = Objects(LEASES, "kube-node-lease")
 # A kubelet renews its heartbeat about every 10 s, so a healthy one is at most that old.

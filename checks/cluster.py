@@ -13,8 +13,6 @@ import os
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -32,36 +30,13 @@ from checks.errors import (
     RequestTimeout,
     ServerError,
     Unreachable,
+    without_credentials,
 )
+from checks.model import Response
 
 PAGE_SIZE = 500
 # Requests in flight per run: a run is bound by round trips (thousands of pod logs), not by CPU.
 DEFAULT_CONCURRENCY = 64
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    headers: Mapping[str, str]  # case-insensitive
-    sent_at: float  # the bot's clock, before and after: bounds the server's Date
-    received_at: float
-
-    def json(self, what: str):
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise BadPayload(f"{what} did not answer JSON: {exc}") from None
-
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-    def server_time(self) -> float | None:
-        date = self.headers.get("Date")
-        try:
-            return parsedate_to_datetime(date).timestamp() if date else None
-        except (TypeError, ValueError):
-            return None
 
 
 def describe(path: str) -> tuple[str, str, str | None]:
@@ -236,15 +211,15 @@ class Cluster:
         try:
             r = await self._direct.get(url)
         except httpx.TimeoutException:
-            raise RequestTimeout(f"GET {url} timed out after {self.request_timeout:g} s") from None
+            raise RequestTimeout(f"GET {without_credentials(url)} timed out after {self.request_timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise Unreachable(f"cannot reach {url}: {_first_line(exc)}") from None
+            raise Unreachable(f"cannot reach {without_credentials(url)}: {_first_line(exc)}") from None
         return Response(r.status_code, r.content, r.headers, sent, time.time())
 
 
 def _first_line(exc: object) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return without_credentials(text.splitlines()[0][:300])
 
 
 def _status_reason(response: Response) -> str:

@@ -8,11 +8,10 @@ import re
 import yaml
 
 from checks import istio as names
-from checks.cluster import Response
 from checks.errors import BadPayload, ServerError
 from checks.inputs import CONFIGMAPS, Endpoint, Object
 from checks.metrics import Sample, parse
-from checks.model import Context, InputUnavailable, Istio
+from checks.model import Context, InputUnavailable, Istio, Response
 
 
 def body(ctx: Context, endpoint: Endpoint) -> str:

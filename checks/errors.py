@@ -10,9 +10,21 @@
     ├── ServerError              5xx or another unexpected status
     └── BadPayload               the answer could not be parsed
 
+Messages never carry credentials: ``without_credentials`` strips them from URLs.
+
 A check never sees these as exceptions: the runner turns them into an
 ``error`` result that carries the message.
 """
+
+
+import re
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)?[^\s/@,'\"]+@")
+
+
+def without_credentials(text: str) -> str:
+    """``http://user:pw@proxy:3128`` and ``user:pw@proxy:3128`` become ``http://***@proxy:3128``, ``***@proxy:3128``."""
+    return _USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", text)
 
 
 class ClusterError(Exception):

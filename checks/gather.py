@@ -58,8 +58,7 @@ class Gatherer:
             await asyncio.wait(tasks, timeout=remaining)
         values: dict[Any, Any] = {}
         for key, task in zip(keys, tasks, strict=True):
-            if not task.done():
-                task.cancel()
+            if not task.done() or task.cancelled():  # left running: another input may still await it
                 values[key] = RequestTimeout(f"{key} was not fetched within the run's time budget")
             elif task.exception() is not None:
                 exc = task.exception()

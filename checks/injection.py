@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 from checks import istio as names
-from checks.errors import ClusterError
+from checks.errors import ClusterError, without_credentials
 from checks.inputs import MUTATING_WEBHOOKS, NAMESPACES, PODS, SECRETS, Object, Objects, SelectedLogs
 from checks.model import ALL_GENERATIONS, Context, Generation, Istio, check, failed, passed, skipped, warned
 
@@ -67,19 +66,6 @@ def webhook_certs(ctx: Context):
     return failed("the sidecar injector is not set up: " + "; ".join(problems), problems, fix)
 
 
-def _redact(value: str) -> str:
-    """Proxy URLs may carry a user and password: never show them."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return "<unparsable>"
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        host += f":{parts.port}" if parts.port else ""
-        return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
-    return value
-
-
 def _proxy_env(pod: dict) -> dict[str, str]:
     env = {}
     for c in pod["spec"].get("containers", []):
@@ -121,7 +107,7 @@ def apiserver_proxy(ctx: Context):
     problems, evidence = [], []
     for pod in apiservers:
         env = _proxy_env(pod)
-        proxies = {k: _redact(v) for k, v in env.items() if k != "no_proxy" and v}
+        proxies = {k: without_credentials(v) for k, v in env.items() if k != "no_proxy" and v}
         if not proxies:
             continue
         where = f'kube-system/{pod["metadata"]["name"]}'

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from checks.cluster import Response
-
 if TYPE_CHECKING:
     from checks.gather import Gatherer
+    from checks.model import Response
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def report_calls(ctx: Context):
     if reports:
         return failed(f"{service} receives Report calls but none succeeded", lines, _mixer_logs(ctx.istio))
     uninjected = sorted(
-        ns["metadata"]["name"] for ns in ctx.get(Objects(NAMESPACES))
+        ns["metadata"]["name"] for ns in ctx.maybe(Objects(NAMESPACES), [])
         if ns["metadata"]["name"] not in SYSTEM_NAMESPACES | {ctx.istio.namespace}
         and (ns["metadata"].get("labels") or {}).get("istio-injection") != "enabled"
     )

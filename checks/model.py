@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from checks.errors import ClusterError
+from checks.errors import BadPayload, ClusterError
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]  # case-insensitive
+    sent_at: float  # the bot's clock, before and after: bounds the server's Date
+    received_at: float
+
+    def json(self, what: str) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise BadPayload(f"{what} did not answer JSON: {exc}") from None
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def server_time(self) -> float | None:
+        date = self.headers.get("Date")
+        try:
+            return parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            return None
 
 
 class Status(enum.StrEnum):
@@ -100,18 +127,6 @@ class Result:
             "evidence": list(self.evidence),
             "fix": self.fix,
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Result:
-        return cls(
-            check=data["check"],
-            title=data["title"],
-            section=data["section"],
-            status=Status(data["status"]),
-            summary=data["summary"],
-            evidence=tuple(data.get("evidence", ())),
-            fix=data.get("fix", ""),
-        )
 
 
 class InputUnavailable(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from checks import istio as names
-from checks.common import container, duration_seconds, mesh_config
+from checks.common import duration_seconds, mesh_config
 from checks.inputs import CONFIGMAPS, PODS, SERVICES, Object, Objects, has_sidecar
 from checks.model import MIXER_ERA, Context, Generation, check, passed, warned
 
@@ -30,7 +30,9 @@ def _in_mesh(service: dict, pods: list[dict]) -> bool:
 
 def _rotation(ctx: Context, ca: dict) -> str:
     ttl = DEFAULT_CERT_TTL.get(ctx.istio.generation, "?")
-    for arg in container(ca, names.ca_deployment(ctx.istio)).get("args") or []:
+    containers = (ca or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    ca_container = next((c for c in containers if c.get("name") != "istio-proxy"), {})  # istio-ca, citadel…
+    for arg in ca_container.get("args") or []:
         if str(arg).startswith("--workload-cert-ttl"):
             ttl = str(arg).split("=", 1)[-1]
     seconds = duration_seconds(ttl)

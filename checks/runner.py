@@ -13,7 +13,18 @@ from checks.catalog import ALL_CHECKS, GROUPS
 from checks.cluster import DEFAULT_CONCURRENCY, Cluster
 from checks.errors import AccessError, ClusterError
 from checks.gather import Gatherer
-from checks.model import ALL_GENERATIONS, Check, Context, InputUnavailable, Istio, Result, Settings, Status
+from checks.model import (
+    ALL_GENERATIONS,
+    Check,
+    Context,
+    InputUnavailable,
+    Istio,
+    Outcome,
+    Result,
+    Settings,
+    Status,
+    skipped,
+)
 
 DEFAULT_BUDGET_SECONDS = 20.0
 
@@ -112,30 +123,28 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
         await cluster.aclose()
 
 
-def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | None) -> tuple | None:
+def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | None) -> Outcome | None:
+    """Why ``check`` cannot run on this control plane, or None when it can."""
     if check.generations == ALL_GENERATIONS:
         return None
     if detection_error is not None:
-        return Status.ERROR, f"could not detect the Istio version: {detection_error}"
+        return Outcome(Status.ERROR, f"could not detect the Istio version: {detection_error}")
     if istio.generation is None:
-        return Status.SKIP, f"no Istio control plane found in namespace {istio.namespace}"
+        return skipped(f"no Istio control plane found in namespace {istio.namespace}")
     if istio.generation not in check.generations:
         applies = ", ".join(sorted(g.value for g in check.generations))
-        return Status.SKIP, f"applies to Istio {applies}; this cluster runs {istio.version or istio.generation.value}"
+        return skipped(f"applies to Istio {applies}; this cluster runs {istio.version or istio.generation.value}")
     return None
 
 
-def _result(check: Check, outcome: tuple) -> Result:
-    status, summary = outcome[0], outcome[1]
-    evidence, fix = (outcome[2], outcome[3]) if len(outcome) > 2 else ((), "")
-    return Result(check.id, check.title, check.section, status, summary, tuple(evidence), fix)
+def _result(check: Check, out: Outcome) -> Result:
+    return Result(check.id, check.title, check.section, out.status, out.summary, tuple(out.evidence), out.fix)
 
 
 def _run_one(check: Check, context: Context) -> Result:
     try:
-        out = check.run(context)
+        return _result(check, check.run(context))
     except InputUnavailable as exc:
-        return _result(check, (Status.ERROR, f"could not tell: {exc}"))
+        return _result(check, Outcome(Status.ERROR, f"could not tell: {exc}"))
     except Exception as exc:  # a check's bug must not stop the others
-        return _result(check, (Status.ERROR, f"check {check.id} crashed: {type(exc).__name__}: {exc}"))
-    return _result(check, (out.status, out.summary, out.evidence, out.fix))
+        return _result(check, Outcome(Status.ERROR, f"check {check.id} crashed: {type(exc).__name__}: {exc}"))

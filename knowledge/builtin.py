@@ -1,7 +1,8 @@
 """Built-in knowledge: one entry per guide section meshbot knows about.
 
-This is the single place that maps check ids to guide section ids; the check
-engine and the answer index both read it.  The wording is meshbot's own, so the
+Each check declares its own guide section (``checks.catalog``); the entries here
+list the same checks so an answer can offer to run them, and a test holds the two
+to each other.  The wording is meshbot's own, so the
 bot answers usefully with no guide configured.  Symptoms are phrased the way
 people report a problem, which lets questions match an entry even when they
 share no word with the guide's heading.
@@ -44,8 +45,8 @@ ENTRIES: tuple[Entry, ...] = (
             "service registry empty, registration API returns no services",
             "new services are not routable, endpoints never show up",
         ),
-        looks_at="Pilot's v1 registration API (port 15003 with or without mTLS, "
-        "8080 plain) and whether it lists a service-key and hosts for each service.",
+        looks_at="Pilot's v1 registration API (plain HTTP on port 8080, reached through the API "
+        "server) and whether it lists a service-key and hosts for each service.",
         fix="Make sure the istio-pilot pods are ready and their Service has endpoints, "
         "then query the registration API from a pod inside the mesh.",
         commands=(
@@ -63,7 +64,8 @@ ENTRIES: tuple[Entry, ...] = (
             "tracing only shows data with a very long date range",
             "docker for mac time drift, container clock differs from host date",
         ),
-        looks_at="the clock inside pods on each node compared with the bot's own clock.",
+        looks_at="each node's last heartbeat, stamped by the node's own clock, compared with the "
+        "API server's clock.",
         fix="Resynchronise the node clock. On Docker for Mac, restart Docker "
         "(its VM clock drifts after sleep) and reinstall Istio.",
         commands=("docker run --rm --entrypoint date busybox", "date -u"),
@@ -333,5 +335,4 @@ ENTRIES: tuple[Entry, ...] = (
     ),
 )
 
-BY_SECTION: dict[str, Entry] = {e.section: e for e in ENTRIES}
 SECTION_FOR_CHECK: dict[str, str] = {check: e.section for e in ENTRIES if e.section != METRICS for check in e.checks}

@@ -22,7 +22,7 @@ from . import builtin
 from .guide import DEFAULT_HOME, Block, Fetcher, Section, parse_guide
 from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, stem, terms, words
 
-THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/ASK_RESULTS.md
+THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/README.md
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section

@@ -27,16 +27,15 @@ def test_every_check_has_help_text_and_a_title():
 
 
 @pytest.mark.skipif(not GUIDE.exists(), reason="the shared guide is not beside the repository")
-def test_sections_are_the_guides_own_anchors_and_every_checkable_section_has_a_check():
+def test_every_section_of_the_guide_is_checked_or_answered_and_checks_cite_real_sections():
     import knowledge
 
-    index = knowledge.load_index([str(GUIDE)], include_builtin=False)
-    for c in ALL_CHECKS:
-        assert index.section(c.section) is not None, c.section
+    guide = {s.id for s in knowledge.load_index([str(GUIDE)], include_builtin=False).sections}
+    checked = {c.section for c in ALL_CHECKS}
     answered_only = {"where-are-the-metrics-for-my-service", "how-can-i-debug-issues-with-the-service-mesh",
                      "with-istioctl", "with-gdb", "with-tcpdump"}
-    guide_sections = {m for m in re.findall(r"^#{2,3} (.+)$", GUIDE.read_text(), re.M)}
-    assert len(guide_sections) == len({c.section for c in ALL_CHECKS} | answered_only)
+    assert checked <= guide
+    assert guide == checked | answered_only
 
 
 def test_targets_select_groups_ids_and_all():
@@ -49,6 +48,8 @@ def test_targets_select_groups_ids_and_all():
 
 
 def test_a_check_reads_only_the_inputs_it_declared():
+    # Context.get refuses undeclared inputs; the scenario grid runs every check through it, where such a
+    # read would surface as a "crashed" error and fail the grid. This shows the refusal itself.
     check = next(c for c in ALL_CHECKS if c.id == "pilot.registration")
     ready_pilot = {"istio-pilot": {"status": {"readyReplicas": 1}}}
     istio = Istio("istio-system", "0.8.0", Generation.MIXER_08, ready_pilot)

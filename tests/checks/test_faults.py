@@ -7,6 +7,7 @@ import pytest
 from bot.cli import main
 from checks.catalog import ALL_CHECKS
 from checks.cluster import Cluster
+from checks.errors import without_credentials
 from checks.model import Check, Generation, passed
 from checks.runner import run
 
@@ -165,3 +166,44 @@ def test_a_configured_direct_url_replaces_the_api_server_proxy(simulate, tmp_pat
     assert json.loads(capsys.readouterr().out)["results"][0]["status"] == "pass"
     metrics = [r for r in sim.requests if r.path.endswith("/proxy/metrics")]
     assert len(metrics) == 1 and metrics[0].user_agent.startswith("python-httpx")  # once, by the direct client
+
+
+def test_a_budget_spent_on_finding_istio_ends_in_errors_not_a_crash(check_json):
+    config = {"checks": {"budget_seconds": 1, "request_timeout_seconds": 1}}
+    code, results, _, _ = check_json("istio-0.5.1-healthy", config=config, faults=[
+        {"path": "/namespaces/istio-system/deployments", "delay": 2}])
+    assert code == 1
+    assert results["mixer.report-calls"]["status"] == "error"
+    assert "time budget" in results["mixer.report-calls"]["summary"]
+
+
+def test_a_budget_shorter_than_one_request_is_refused(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "meshbot.yaml"
+    config.write_text(json.dumps({"checks": {"budget_seconds": 1, "request_timeout_seconds": 5}}))
+    monkeypatch.setenv("MESHBOT_CONFIG", str(config))
+    assert main(["check", "all"]) == 2
+    assert "budget_seconds must be at least request_timeout_seconds" in capsys.readouterr().err
+
+
+def test_forbidden_namespaces_do_not_hide_missing_report_calls(check_json):
+    _, results, _, _ = check_json("istio-0.5.1-no-reports", "mixer.report-calls", faults=[
+        {"path": "^/api/v1/namespaces$", "status": 403}])
+    assert results["mixer.report-calls"]["status"] == "fail"
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("http://bob:S3cret@proxy.corp:3128", "http://***@proxy.corp:3128"),
+    ("bob:S3cret@proxy.corp:3128", "***@proxy.corp:3128"),
+    ("407, url='http://bob:S3cret@127.0.0.1:8/'", "407, url='http://***@127.0.0.1:8/'"),
+    ("http://proxy.corp:3128", "http://proxy.corp:3128"),
+])
+def test_credentials_never_reach_a_message(text, shown):
+    assert without_credentials(text) == shown
+
+
+def test_proxy_credentials_in_the_api_server_env_are_not_shown(check_json):
+    _, results, _, _ = check_json("istio-0.5.1-apiserver-proxy", "injection.apiserver-proxy", apiserver={"env": {
+        "https_proxy": "alice:Pa55word@proxy.corp:3128", "no_proxy": "127.0.0.1"}})
+    result = results["injection.apiserver-proxy"]
+    assert result["status"] == "fail"
+    assert "Pa55word" not in json.dumps(result) and "***@proxy.corp:3128" in json.dumps(result)

@@ -1,0 +1,30 @@
+"""The `meshbot` command line: the parts not covered by the engine and guide tests."""
+
+import io
+import json
+
+from bot.cli import main
+from checks.catalog import ALL_CHECKS
+
+
+def test_ask_from_stdin_answers_every_line_blank_ones_included(monkeypatch, capsys):
+    lines = "sidecar keeps restarting when traffic spikes\n\nwhat's for lunch?\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    assert main(["ask", "-"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(answers) == 3
+    assert answers[0]["matches"][0]["section"] == "envoy-is-crashing-under-load"
+    assert answers[1] == {"matches": []} and answers[2] == {"matches": []}
+    assert set(answers[0]["matches"][0]) == {"section", "title", "score", "excerpt", "checks"}
+
+
+def test_checks_json_lists_every_check_with_its_section_and_group(capsys):
+    assert main(["checks", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["section"], r["group"]) for r in rows] == [(c.id, c.section, c.group) for c in ALL_CHECKS]
+
+
+def test_an_unknown_guide_is_one_clear_line_and_exit_2(capsys):
+    assert main(["ask", "why", "--guide", "/nonexistent/guide.md"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/guide.md" in err and len(err.strip().splitlines()) == 1
