@@ -31,10 +31,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "bot")]
 
-import slack_requests as sr  # noqa: E402
-from slack_stub import SlackStub  # noqa: E402
+from slack_requests import Sender  # noqa: E402
 
 import kubesim  # noqa: E402
+from bot import slackstub as sr  # noqa: E402
+from bot.slackstub import SlackStub  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
@@ -116,7 +117,7 @@ def thread_time(env: dict, scenario: str, text: str, runs: int, work: Path, slac
         worker = start([sys.executable, "-m", "bot.cli", "worker"], env)
         times = []
         try:
-            sender = sr.Sender(f"http://127.0.0.1:{serve_port}/slack/events", env["SLACK_SIGNING_SECRET"])
+            sender = Sender(f"http://127.0.0.1:{serve_port}/slack/events", env["SLACK_SIGNING_SECRET"])
             for _ in range(runs + 1):  # the first one warms the worker up and is not counted
                 before = len([c for c in slack.to("chat.update") if "Re-run" in str(c.params.get("blocks"))])
                 started = time.perf_counter()

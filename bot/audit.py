@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from bot import logs, metrics
+from bot import metrics
 
 audit_log = logging.getLogger("meshbot.audit")
 
@@ -22,8 +22,3 @@ def record(origin, what: str, outcome: str, job: str | None = None, **extra) -> 
     metrics.count_command(origin.source, what, outcome)
     # The message is the JSON too, for handlers that print only messages (pytest's caplog).
     audit_log.info(json.dumps(line, sort_keys=True), extra={"fields": line})
-
-
-def configure(level: int = logging.INFO) -> None:
-    """Process-wide logging (kept for the callers that set up logging through the audit module)."""
-    logs.configure(level)

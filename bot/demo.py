@@ -401,7 +401,7 @@ class Terminal:
                       text)
         text = re.sub(r"<(https?://[^>]+)>", lambda m: self._style(m.group(1), "4"), text)
         text = re.sub(r"<@(\w+)>", lambda m: "@" + (USER_NAME if m.group(1) == USER else m.group(1)), text)
-        # A result's status word leads its line (bot.text.MARKS); counts read "3 pass, 1 fail".
+        # A result's status word leads its line (its value in capitals); counts read "3 pass, 1 fail".
         text = re.sub(r"^(\s*)\*?(FAIL|ERROR|WARN|PASS|SKIP)\b\*?", lambda m: m.group(1) + self._mark(m.group(2)),
                       text)
         text = re.sub(r"\b\d+ (fail|error|warn|pass|skip)\b", lambda m: self._mark(m.group(0), m.group(1)), text)

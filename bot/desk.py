@@ -117,11 +117,11 @@ class Desk:
             case grammar.DigestSubscribeRequest(cron=cron, clusters=named):
                 what = f'digest subscribe "{cron}" {" ".join(named)}'.strip()
                 try:
-                    schedules.trigger(cron)
+                    parsed = schedules.trigger(cron)
                 except schedules.BadCron as exc:
                     audit.record(origin, what, "invalid", reason="bad cron")
                     return Reply(f"I can't use that schedule: {exc}.\nFor example {schedules.EXAMPLE}.")
-                gap = schedules.too_often(cron)
+                gap = schedules.too_often(parsed)
                 if gap:
                     audit.record(origin, what, "invalid", reason="too often")
                     return Reply(f"`{cron}` would post every {int(gap.total_seconds() // 60)} minutes; digests "
@@ -132,7 +132,7 @@ class Desk:
                 made = subscriptions.add(origin.channel, cron, tuple(names), origin.user, origin.user_name,
                                          origin.channel_name, request=key)
                 audit.record(origin, what, "subscribed", schedule=made.id)
-                first = made.next_fire(datetime.now(UTC))
+                first = parsed.get_next_fire_time(None, datetime.now(UTC))
                 return Reply(f"Subscribed this channel to digest `{made.id}` of {', '.join(names)} at `{cron}` "
                              f"(UTC); the first is due {first:%a %d %b %H:%M} UTC. "
                              f"`/mesh digest unsubscribe {made.id}` stops it.")

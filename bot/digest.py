@@ -19,14 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import knowledge
 from bot import access, metrics, render
+from bot.findings import FINDINGS
+from bot.findings import post as post_findings
 from checks.errors import AccessError, Unreachable
-from checks.model import Status
 from checks.runner import Report, UnknownTarget, select
 from checks.service import run_on_cluster, unreachable_report
 
-FINDINGS = (Status.FAIL, Status.ERROR, Status.WARN)
 # Clusters checked at once in one job (threads: each run has its own event loop). Measured over 20 simulated
 # clusters at +20 ms a request on 2 cores: 4.1 s one at a time, 2.5-3.0 s five to twenty at a time (CPU-bound
 # past that). Above five it mostly helps when clusters time out, which then overlap.
@@ -96,7 +95,11 @@ def _unreachable(name: str, checks, cause: str, namespace: str = "istio-system")
 
 
 def compare(previous: dict[str, dict], digests: list[ClusterDigest], at: float) -> tuple[Changes, dict[str, dict]]:
-    """What changed since ``previous`` (cluster → state), and the state to keep for next time."""
+    """What changed since ``previous`` (cluster → state), and the state to keep for next time.
+
+    Only checks that ran can be resolved: the findings of the others are kept, and clusters
+    not in ``digests`` are left out of the new state (State.save keeps theirs).
+    """
     changes = Changes(previous_at=max((p["at"] for p in previous.values()), default=None))
     state: dict[str, dict] = {}
     for d in digests:
@@ -124,9 +127,14 @@ def compare(previous: dict[str, dict], digests: list[ClusterDigest], at: float) 
                 changes.new.append(Change(d.name, r.check, r.status.value, since, was=seen["status"]))
             else:
                 changes.still.append(Change(d.name, r.check, r.status.value, since))
+        ran = {r.check for r in d.report.results}
         for check, seen in before_findings.items():
-            if check not in findings:
+            if check in findings:
+                continue
+            if check in ran:
                 changes.resolved.append(Change(d.name, check, seen["status"], seen["since"]))
+            else:  # not checked this time (a digest of fewer checks): still what the last check of it found
+                findings[check] = seen
         state[d.name] = {"at": at, "reachable": True, "findings": findings}
     return changes, state
 
@@ -169,12 +177,7 @@ def digest(ctx, thread, payload: dict, job) -> dict:
             if d.unreachable:
                 thread.reply(f"{d.name}:unreachable", render.unreachable(d.name, d.unreachable))
                 continue
-            for r in d.report.results:
-                if r.status in FINDINGS:
-                    section = ctx.index.section(r.section)
-                    excerpt = knowledge.excerpt_for_section(ctx.index, r.section)
-                    thread.reply(f"{d.name}:{r.check}",
-                                 render.finding(r, excerpt, section.url if section else None, cluster=d.name))
+            post_findings(thread, ctx.index, d.report.results, cluster=d.name)
     state.save(after)
     return {"posted": posted, "clusters": {d.name: d.report.counts for d in digests},
             "unreachable": [d.name for d in digests if d.unreachable],

@@ -12,21 +12,24 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 
+from slack_sdk.errors import SlackApiError
+
 import knowledge
-from bot import access, metrics, render
+from bot import access, findings, metrics, render
 from bot import digest as digests
 from bot.app import web_client
 from bot.config import Config, ConfigurationError, Secrets, load_config
 from bot.thread import Thread
 from checks.errors import AccessError
-from checks.model import Status
 from checks.runner import UnknownTarget, select
 from checks.service import run_on_cluster, unreachable_report
 from handlers.grammar import CheckRequest
 
 log = logging.getLogger("meshbot.jobs")
-FINDINGS = (Status.FAIL, Status.ERROR, Status.WARN)
 INCIDENT_KEEP = 7 * 24 * 3600
+# Slack errors a re-run cannot change (the bot was removed, the channel archived, the token revoked): no retry.
+PERMANENT_SLACK_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "invalid_auth",
+                                    "account_inactive", "token_revoked"})
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,47 @@ def run(payload: dict) -> dict:
     job = get_current_job()
     origin = payload["origin"]
     thread = Thread(context().client, job.connection, job.id, origin["channel"], origin.get("thread_ts"))
-    return KINDS[payload["kind"]](context(), thread, payload, job)
+    try:
+        return KINDS[payload["kind"]](context(), thread, payload, job)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        if error not in PERMANENT_SLACK_ERRORS:
+            raise
+        log.warning("job %s (%s) gave up: Slack answered %s for channel %s", job.id, payload["kind"], error,
+                    origin["channel"])
+        return {"error": error}
+
+
+def failed(job, connection, exc_type, exc_value, traceback) -> None:
+    """RQ's on_failure (bot.queue.submit): once no retry is left, the parent says the job failed.
+
+    Without it a "Checking…" parent would stay up for good. An unasked-for incident answer says nothing.
+    """
+    if job.should_retry:  # RQ runs it again
+        return
+    try:
+        payload = job.args[0]
+        origin = payload["origin"]
+        thread = Thread(context().client, connection, job.id, origin["channel"], origin.get("thread_ts"))
+        if origin["source"] == "incident" and not thread.started:
+            return
+        from rq.timeouts import JobTimeoutException
+
+        reason = (f"it took longer than {job.timeout} s" if isinstance(exc_value, JobTimeoutException)
+                  else "it failed (the worker's log has the error)")
+        thread.start(render.could_not_run(_command(payload), reason))
+    except Exception:  # RQ would record this instead of the job's own error
+        log.exception("job %s: could not report its failure in Slack", job.id)
+
+
+def _command(payload: dict) -> str:
+    match payload["kind"]:
+        case "check":
+            return CheckRequest(tuple(payload["targets"]), payload["cluster"]).text
+        case "ask":
+            return f"ask {payload['question']}"
+        case _:
+            return payload["kind"] + (f" of {', '.join(payload['clusters'])}" if payload.get("clusters") else "")
 
 
 def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
@@ -66,15 +109,11 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
         metrics.observe_checks(report.timings)
     except AccessError as exc:  # includes a kubeconfig that does not load
         report = unreachable_report(name, chosen, exc, cluster.istio_namespace)
-    for result in report.results:
-        if result.status in FINDINGS:
-            section = ctx.index.section(result.section)
-            excerpt = knowledge.excerpt_for_section(ctx.index, result.section)
-            thread.reply(result.check, render.finding(result, excerpt, section.url if section else None))
-    quiet = [r for r in report.results if r.status not in FINDINGS]
+    findings.post(thread, ctx.index, report.results)
+    quiet = [r for r in report.results if r.status not in findings.FINDINGS]
     if quiet:
         thread.reply("passing", render.passing(quiet))
-    thread.finish(render.finished(report, command))
+    thread.start(render.finished(report, command))  # the parent exists by now: this updates it
     return {"counts": report.counts, "duration_ms": report.duration_ms}
 
 

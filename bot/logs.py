@@ -1,7 +1,7 @@
 """Structured logs: one JSON object a line on stderr, for every meshbot process.
 
 `configure()` is the one place a process sets up logging (serve, worker, scheduler
-and demo call it, directly or through bot.audit.configure). A record's ``fields``
+and demo call it). A record's ``fields``
 (``extra={"fields": {...}}``) become top-level keys, which is how the audit line
 stays one flat object. Secrets never reach the output: the formatter replaces the
 values of the secret environment variables, and anything shaped like a Slack
@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 SECRET_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
 TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
@@ -34,24 +34,34 @@ class JsonFormatter(logging.Formatter):
                 "level": record.levelname.lower(), "logger": record.name}
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            line.update(fields)
+            line.update(self._scrub(fields))
         else:
-            line["msg"] = record.getMessage()
+            line["msg"] = self.redact(record.getMessage())
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(line, default=str))
+            line["exc"] = self.redact(self.formatException(record.exc_info))
+        # Redacted before json.dumps: it escapes quotes, backslashes and non-ASCII, and then a secret would not match.
+        return json.dumps(line)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return TOKEN.sub(REDACTED, text)
 
+    def _scrub(self, value):
+        if isinstance(value, dict):
+            return {str(k): self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self.redact(str(value))
+
 
 def secrets_from_env(env=None) -> list[str]:
     env = os.environ if env is None else env
     found = [env[name] for name in SECRET_ENV if env.get(name)]
-    password = urlsplit(env.get("REDIS_URL") or "").password
-    return found + ([password] if password else [])
+    password = urlsplit(env.get("REDIS_URL") or "").password  # as written in the URL: maybe percent-encoded
+    return found + ([password, unquote(password)] if password else [])
 
 
 def configure(level: int = logging.INFO, stream=None) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 
 import redis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 QUEUE_NAME = "meshbot"
 JOB_FUNCTION = "bot.jobs.run"  # by name: the web process never imports the checks
+ON_FAILURE = "bot.jobs.failed"  # tells Slack when a job failed for good
 JOB_TIMEOUT = 120  # seconds; a check run's own budget is 20 s by default
 RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry)
 KEEP_SECONDS = 24 * 3600  # a finished job's id blocks duplicates this long; Slack retries within minutes
@@ -49,7 +50,8 @@ def submit(q: Queue, payload: dict, key: str) -> tuple[str, bool]:
     job_id = job_id_for(key)
     try:
         q.enqueue(JOB_FUNCTION, payload, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT,
-                  retry=Retry(max=RETRIES), result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
+                  retry=Retry(max=RETRIES), on_failure=Callback(ON_FAILURE), result_ttl=KEEP_SECONDS,
+                  failure_ttl=KEEP_SECONDS)
     except DuplicateJobError:
         return job_id, False
     except redis.RedisError as exc:

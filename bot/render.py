@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.text import MARKS, counts_line, headline, result_text
+from bot.text import counts_line, headline, result_text
 from checks.model import Result, Status
 from checks.runner import Report
 
@@ -71,13 +71,14 @@ def finding(result: Result, excerpt: str | None = None, url: str | None = None,
     ``cluster`` names the cluster, for threads that hold several (digests).
     """
     where = f"`{_esc(cluster)}` · " if cluster else ""
-    blocks: list[Block] = [_section(f"{where}*{MARKS[result.status]}* `{result.check}` {_esc(result.summary)}")]
+    blocks: list[Block] = [_section(f"{where}*{result.status.value.upper()}* `{result.check}` {_esc(result.summary)}")]
     upload = None
     if result.evidence:
-        evidence = "\n".join(result.evidence)
+        # Pod logs and the like: text anyone can write, so `<!channel>` in it must not ping (files are not mrkdwn).
+        evidence = _esc("\n".join(result.evidence))
         if len(result.evidence) > INLINE_EVIDENCE_LINES or len(evidence) > MAX_SECTION - 8:
-            upload = (f"{result.check}-evidence.txt", evidence)
-            shown = "\n".join(result.evidence[:INLINE_EVIDENCE_LINES])[: MAX_SECTION - 100]
+            upload = (f"{result.check}-evidence.txt", "\n".join(result.evidence))
+            shown = _esc("\n".join(result.evidence[:INLINE_EVIDENCE_LINES]))[: MAX_SECTION - 100]
             blocks += _sections(shown, code=True)
             blocks.append(_context(f"{len(result.evidence)} lines of evidence; the whole of it is in the file below."))
         else:
@@ -88,13 +89,13 @@ def finding(result: Result, excerpt: str | None = None, url: str | None = None,
         blocks += _sections(f"*{_esc(result.title)}*{link}\n{excerpt}")
     if result.fix:
         blocks.append(_section("*Fix*"))
-        blocks += _sections(result.fix, code=True)
-    return _paginate((f"{cluster}: " if cluster else "") + result_text(result), blocks, upload)
+        blocks += _sections(_esc(result.fix), code=True)
+    return _paginate(_esc((f"{cluster}: " if cluster else "") + result_text(result)), blocks, upload)
 
 
 def passing(results: Sequence[Result]) -> list[Message]:
     """Passing and skipped checks, all in one reply."""
-    lines = [f"{MARKS[r.status]} `{r.check}` {_esc(r.summary)}" for r in results]
+    lines = [f"{r.status.value.upper()} `{r.check}` {_esc(r.summary)}" for r in results]
     counts = ", ".join(f"{sum(r.status is s for r in results)} {s.value}"
                        for s in (Status.PASS, Status.SKIP) if any(r.status is s for r in results))
     text = f"{counts}: " + ", ".join(r.check for r in results)
@@ -165,7 +166,7 @@ def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
 
 def unreachable(cluster: str, cause: str) -> list[Message]:
     text = f"{cluster}: could not be checked: {cause}"
-    return [Message(text, [_section(f"`{_esc(cluster)}` · *{MARKS[Status.ERROR]}* could not be checked: "
+    return [Message(text, [_section(f"`{_esc(cluster)}` · *ERROR* could not be checked: "
                                     f"{_esc(cause)}\nEvery check on it is an error (could not tell).")])]
 
 

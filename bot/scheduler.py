@@ -34,7 +34,7 @@ from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 
-from bot import audit
+from bot import logs
 from bot import queue as jobqueue
 from bot.config import Secrets, load_config
 from bot.schedules import SUBSCRIPTIONS, Schedule, all_schedules, digest_payload
@@ -126,7 +126,7 @@ def sync(scheduler, schedules: list[Schedule]) -> None:
 
 
 def main(args) -> int:
-    audit.configure()
+    logs.configure()
     config, secrets = load_config(), Secrets.from_env()
     connection = jobqueue.connect(secrets.redis_url, timeout=10)
     scheduler = build_scheduler(connection)

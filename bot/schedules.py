@@ -14,15 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
 SUBSCRIPTIONS = "meshbot:digest:subscriptions"  # hash: id → JSON Schedule
 NEXT_ID = "meshbot:digest:next-id"
+REQUEST_KEEP = 24 * 3600  # a subscribe request's claim; Slack re-delivers within minutes
 FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 FIELD_NAMES = {"minute": "minute", "hour": "hour", "day": "day of month", "month": "month",
                "day_of_week": "day of week"}
@@ -80,8 +80,11 @@ def _weekdays(field: str) -> str:
 
 
 def fire_times(cron: str, timezone: str, after: datetime, count: int) -> list[datetime]:
-    t, times = trigger(cron, timezone), []
-    previous = None
+    return _fire_times(trigger(cron, timezone), after, count)
+
+
+def _fire_times(t: CronTrigger, after: datetime, count: int) -> list[datetime]:
+    times, previous = [], None
     now = after
     for _ in range(count):
         previous = t.get_next_fire_time(previous, now)
@@ -139,15 +142,29 @@ class Subscriptions:
 
     def add(self, channel: str, cron: str, clusters: tuple[str, ...], by: str, by_name: str = "",
             channel_name: str = "", timezone: str = "UTC", request: str | None = None) -> Schedule:
-        """Store a new subscription; a Slack re-delivery of the same ``request`` gets the first one back."""
+        """Store a new subscription; a Slack re-delivery of the same ``request`` gets the first one back.
+
+        The request's claim (its schedule's id) and the schedule are written in one transaction, so a
+        re-delivery never finds a claim whose schedule is not stored yet.
+        """
         sid = f"s{self.redis.incr(NEXT_ID)}"
-        if request and not self.redis.set(f"meshbot:digest:request:{request}", sid, nx=True, ex=24 * 3600):
-            first = self.get(self.redis.get(f"meshbot:digest:request:{request}").decode())
-            if first is not None:
-                return first
         schedule = Schedule(sid, channel, cron, timezone, clusters, ("all",), False, by, by_name, channel_name)
-        self.redis.hset(SUBSCRIPTIONS, schedule.id, json.dumps(schedule.to_json()))
-        return schedule
+        if not request:
+            self.redis.hset(SUBSCRIPTIONS, sid, json.dumps(schedule.to_json()))
+            return schedule
+        claim = f"meshbot:digest:request:{request}"
+
+        def claim_or_find(p) -> Schedule:
+            first = p.get(claim)  # None: a new request, or its claim expired
+            stored = p.hget(SUBSCRIPTIONS, first.decode()) if first else None
+            if stored:
+                return Schedule.from_json(json.loads(stored))
+            p.multi()
+            p.set(claim, sid, ex=REQUEST_KEEP)
+            p.hset(SUBSCRIPTIONS, sid, json.dumps(schedule.to_json()))
+            return schedule
+
+        return self.redis.transaction(claim_or_find, claim, value_from_callable=True)
 
     def get(self, sid: str) -> Schedule | None:
         raw = self.redis.hget(SUBSCRIPTIONS, sid)
@@ -165,9 +182,9 @@ def all_schedules(config, redis) -> list[Schedule]:
     return from_config(config) + Subscriptions(redis).all()
 
 
-def too_often(cron: str, timezone: str = "UTC") -> timedelta | None:
-    """The shortest gap between the next firings, when it is under MIN_INTERVAL."""
-    times = fire_times(cron, timezone, datetime.fromtimestamp(time.time()).astimezone(), 25)
+def too_often(t: CronTrigger) -> timedelta | None:
+    """The shortest gap between ``t``'s next firings, when it is under MIN_INTERVAL."""
+    times = _fire_times(t, datetime.now(UTC), 25)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     shortest = min(gaps, default=None)
     return shortest if shortest is not None and shortest < MIN_INTERVAL else None

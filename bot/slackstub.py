@@ -82,6 +82,12 @@ class SlackStub:
             self._ts += 1
             ts = f"{self._ts}.000100"
         channel = params.get("channel") or params.get("channel_id") or "C1"
+        ids = {name: cid for cid, name in self.channel_names.items()}
+        ids.update({f"#{name}": cid for name, cid in ids.items()})
+        if channel in ids:  # as Slack does: messages may be posted to a channel's name, updated only by its id
+            if method == "chat.update":
+                return 200, {}, {"ok": False, "error": "channel_not_found"}
+            channel = ids[channel]
         replies = {
             "auth.test": {"user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "user": "meshbot",
                           "url": "https://example.slack.com/"},

@@ -5,8 +5,6 @@ from __future__ import annotations
 from checks.model import Result, Status
 from checks.runner import Report
 
-MARKS = {Status.PASS: "PASS", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.ERROR: "ERROR", Status.SKIP: "SKIP"}
-
 
 def counts_line(report: Report) -> str:
     parts = [f"{n} {status}" for status, n in report.counts.items() if n]
@@ -19,7 +17,7 @@ def headline(report: Report) -> str:
 
 
 def result_text(result: Result, *, verbose: bool = True) -> str:
-    lines = [f"{MARKS[result.status]:5} {result.check}: {result.summary}"]
+    lines = [f"{result.status.value.upper():5} {result.check}: {result.summary}"]
     if verbose and result.status not in (Status.PASS, Status.SKIP):
         lines += [f"      | {line}" for line in result.evidence]
         if result.fix:

@@ -31,32 +31,37 @@ class Thread:
         return self.thread_ts or (parent.decode() if parent else None)
 
     def start(self, message: Message) -> None:
-        """Post the parent message, or update it when a previous run of the job posted it."""
+        """Post the parent message, or update it when it was posted already (by this run or a previous one)."""
         parent = self.redis.hget(self.key, "parent")
         if parent:
-            self.client.chat_update(channel=self.channel, ts=parent.decode(), text=message.text, blocks=message.blocks)
+            self.client.chat_update(channel=self._channel(), ts=parent.decode(), text=message.text,
+                                    blocks=message.blocks)
             return
         sent = self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=message.text,
                                             blocks=message.blocks)
-        self._remember("parent", sent["ts"])
-
-    def finish(self, message: Message) -> None:
-        self.start(message)  # the parent exists by now: this updates it
+        # chat.update wants the channel's id; a digest's channel may be configured by name (#ops).
+        self._remember(parent=sent["ts"], channel=sent["channel"])
 
     def reply(self, name: str, messages: list[Message]) -> None:
         """Post ``messages`` in the thread, each once; ``name`` must be stable across runs (a check id)."""
+        channel = self._channel()
         for i, message in enumerate(messages):
             field = f"reply:{name}:{i}"
             if not self.redis.hexists(self.key, field):
-                sent = self.client.chat_postMessage(channel=self.channel, thread_ts=self.root, text=message.text,
+                sent = self.client.chat_postMessage(channel=channel, thread_ts=self.root, text=message.text,
                                                     blocks=message.blocks)
-                self._remember(field, sent["ts"])
+                self._remember(**{field: sent["ts"]})
             if message.file and not self.redis.hexists(self.key, field + ":file"):
                 filename, content = message.file
-                self.client.files_upload_v2(channel=self.channel, thread_ts=self.root, filename=filename,
+                self.client.files_upload_v2(channel=channel, thread_ts=self.root, filename=filename,
                                             title=filename, content=content)
-                self._remember(field + ":file", "1")
+                self._remember(**{field + ":file": "1"})
 
-    def _remember(self, field: str, value: str) -> None:
+    def _channel(self) -> str:
+        """The channel's id once Slack has told it (with the parent), else the channel as given."""
+        posted = self.redis.hget(self.key, "channel")
+        return posted.decode() if posted else self.channel
+
+    def _remember(self, **fields: str) -> None:
         with self.redis.pipeline() as p:
-            p.hset(self.key, field, value).expire(self.key, KEEP).execute()
+            p.hset(self.key, mapping=fields).expire(self.key, KEEP).execute()

@@ -160,7 +160,7 @@ def _digest(text: str, clusters: Collection[str]) -> Request:
     if sub == "list" and not args:
         return DigestListRequest()
     if sub == "now" and len(args) <= 1:
-        unknown = _unknown_clusters(args, clusters, "digest now")
+        unknown = _unknown_clusters(args, clusters)
         return unknown or DigestNowRequest(args[0] if args else None)
     if sub == "now":
         return Invalid("Name at most one cluster, e.g. `/mesh digest now prod`." + _known("Clusters", clusters))
@@ -170,7 +170,7 @@ def _digest(text: str, clusters: Collection[str]) -> Request:
             return Invalid('Put the schedule in quotes as a cron line, e.g. `/mesh digest subscribe "0 9 * * 1-5" '
                            'prod` (minute hour day-of-month month day-of-week, UTC).')
         named = list(dict.fromkeys(quoted["rest"].replace(",", " ").split()))
-        unknown = _unknown_clusters(named, clusters, "digest subscribe")
+        unknown = _unknown_clusters(named, clusters)
         return unknown or DigestSubscribeRequest(" ".join(quoted["cron"].split()), tuple(named))
     if sub == "unsubscribe" and len(args) == 1:
         return DigestUnsubscribeRequest(args[0])
@@ -183,7 +183,7 @@ def _digest(text: str, clusters: Collection[str]) -> Request:
     return Invalid(f"I don't know `digest {sub}`.{hint}\n\n{DIGEST_USAGE}")
 
 
-def _unknown_clusters(names: list[str], clusters: Collection[str], command: str) -> Invalid | None:
+def _unknown_clusters(names: list[str], clusters: Collection[str]) -> Invalid | None:
     for name in names:
         if name not in clusters:
             close = difflib.get_close_matches(name, list(clusters), n=1, cutoff=0.5)

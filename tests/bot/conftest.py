@@ -22,13 +22,28 @@ from bot.config import Secrets, load_config
 from bot.serve import make_http_server, wsgi_app
 from bot.slackstub import SlackStub
 
-REDIS_URL = "redis://127.0.0.1:6379/11"  # a DB of its own, flushed around every test
+REDIS_DB = 11  # tests/bot's DB, flushed around every test; a module may take another with @pytest.mark.redis_db(N)
 CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
+def redis_url(db: int) -> str:
+    return f"redis://127.0.0.1:6379/{db}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "redis_db(n): the Redis DB the redis and env fixtures use (default 11)")
+
+
 @pytest.fixture
-def redis():
-    connection = redis_lib.Redis.from_url(REDIS_URL)
+def redis_db(request) -> int:
+    """Modules whose worker processes must not see each other's jobs take DBs of their own."""
+    marker = request.node.get_closest_marker("redis_db")
+    return marker.args[0] if marker else REDIS_DB
+
+
+@pytest.fixture
+def redis(redis_db):
+    connection = redis_lib.Redis.from_url(redis_url(redis_db))
     connection.flushdb()
     yield connection
     connection.flushdb()
@@ -42,13 +57,13 @@ def slack():
 
 
 @pytest.fixture
-def env(slack, tmp_path):
+def env(slack, tmp_path, redis_db):
     """The environment of both processes; the token and signing secret are fresh random strings."""
     return {
         "SLACK_BOT_TOKEN": "xoxb-" + secrets.token_hex(12),
         "SLACK_SIGNING_SECRET": secrets.token_hex(16),
         "SLACK_API_URL": slack.api_url,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url(redis_db),
         "MESHBOT_CONFIG": str(tmp_path / "meshbot.yaml"),
     }
 

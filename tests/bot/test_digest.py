@@ -3,13 +3,11 @@
 The clock is the firing's scheduled time: each firing is made by calling the job (or
 ``fire``) with the time it was due, so no test waits for a schedule.
 """
-# ruff: noqa: F811 (pytest fixtures redis and env, imported from digest_fixtures)
 
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from digest_fixtures import env, redis  # noqa: F401 (fixtures: a Redis DB of its own)
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -23,6 +21,8 @@ from bot.jobs import Context
 from bot.scheduler import fire
 from bot.schedules import BadCron, Schedule, Subscriptions, digest_payload, fire_times, trigger
 from bot.thread import Thread
+
+pytestmark = pytest.mark.redis_db(13)  # digests: a Redis DB of their own
 
 T1 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday, 09:00
 
@@ -222,3 +222,66 @@ def test_the_digest_parent_stays_within_slack_limits():
     assert all(len(b.text.text) <= render.MAX_SECTION for b in message.blocks if hasattr(b, "text") and b.text)
     assert "and 35 more" in str(message.to_json())
     assert "`/mesh digest unsubscribe s1`" in str(message.to_json())
+
+
+def test_a_digest_of_fewer_checks_or_clusters_resolves_only_what_it_checked():
+    from bot.digest import ClusterDigest, compare
+    from checks.model import Istio, Result, Status
+    from checks.runner import Report
+
+    def seen(status, since):
+        return {"status": status, "since": since}
+
+    at = T1.timestamp()
+    previous = {"prod": {"at": at, "reachable": True, "findings": {"mixer.report-calls": seen("fail", at - 10),
+                                                                   "envoy.fd-exhaustion": seen("warn", at - 20)}},
+                "staging": {"at": at, "reachable": True, "findings": {"mixer.report-calls": seen("fail", at)}}}
+    mixer_only = [Result("mixer.report-calls", "t", "s", Status.PASS, "ok"),
+                  Result("mixer.policy-checks", "t", "s", Status.PASS, "ok")]
+    digests = [ClusterDigest("prod", Report("prod", Istio("istio-system", "0.5.1", None), mixer_only, 1))]
+    changes, state = compare(previous, digests, at + 86400)  # `checks: [mixer]`, one cluster
+    assert [(c.cluster, c.check) for c in changes.resolved] == [("prod", "mixer.report-calls")]
+    assert not changes.new and not changes.still
+    assert state == {"prod": {"at": at + 86400, "reachable": True,
+                              "findings": {"envoy.fd-exhaustion": seen("warn", at - 20)}}}
+
+
+def test_a_digest_to_a_channel_named_in_the_config_updates_its_parent_by_channel_id(clusters, run_digest, slack):
+    slack.channel_names = {"C9": "ops"}
+    config = config_for(clusters, "prod")
+    clusters.set("prod", "istio-0.5.1-fd-crash")
+    first = run_digest(config, T1, channel="#ops")
+    assert parent(first).params["channel"] == "#ops"
+    again = run_digest(config, T1, channel="#ops")  # the same job run again: it updates what it posted
+    assert again["posts"] == []
+    [update] = slack.to("chat.update")
+    assert update.params["channel"] == "C9"
+
+
+def test_concurrent_deliveries_of_one_subscribe_make_one_subscription(redis):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    import redis as redis_lib
+
+    barrier = Barrier(16)
+
+    def subscribe(_):
+        connection = redis_lib.Redis(connection_pool=redis.connection_pool)
+        barrier.wait()
+        return Subscriptions(connection).add("C1", "0 9 * * *", ("prod",), "U1", request="command:trig.1").id
+
+    for _ in range(5):
+        redis.flushdb()
+        with ThreadPoolExecutor(16) as pool:
+            made = set(pool.map(subscribe, range(16)))
+        assert len(made) == 1 and [s.id for s in Subscriptions(redis).all()] == list(made)
+
+
+def test_a_subscribe_whose_first_delivery_was_unsubscribed_or_expired_is_stored_again(redis):
+    subscriptions = Subscriptions(redis)
+    first = subscriptions.add("C1", "0 9 * * *", ("prod",), "U1", request="r1")
+    subscriptions.remove(first.id)
+    again = subscriptions.add("C1", "0 9 * * *", ("prod",), "U1", request="r1")
+    assert again.id != first.id and subscriptions.all() == [again]
+    assert redis.get("meshbot:digest:request:r1").decode() == again.id

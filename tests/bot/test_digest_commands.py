@@ -1,12 +1,13 @@
 """`/mesh digest ...` through the real Bolt app with signed requests, the real Redis and the Slack stand-in."""
-# ruff: noqa: F811 (pytest fixtures redis and env, imported from digest_fixtures)
 
+import pytest
 import slack_requests as sr
-from digest_fixtures import env, redis  # noqa: F401 (fixtures: a Redis DB of its own)
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bot.schedules import Subscriptions
+
+pytestmark = pytest.mark.redis_db(13)  # digests: a Redis DB of their own
 
 
 def clusters(kubeconfig="/nonexistent"):

@@ -3,7 +3,6 @@
 No test waits for a schedule: APScheduler's clock is replaced by one the test sets, or the
 job store is given a firing that is already due (as after a scheduler was down).
 """
-# ruff: noqa: F811 (pytest fixtures redis and env, imported from digest_fixtures)
 
 import os
 import signal
@@ -18,14 +17,15 @@ import apscheduler.schedulers.base
 import pytest
 import redis as redis_lib
 from apscheduler.events import EVENT_JOB_EXECUTED
-from conftest import eventually
-from digest_fixtures import DIGEST_REDIS_URL, env, redis  # noqa: F401 (fixtures: a Redis DB of its own)
+from conftest import eventually, redis_url
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bot import scheduler as sched
 from bot.config import Config
 from bot.schedules import Schedule, Subscriptions, fire_times, from_config
+
+pytestmark = pytest.mark.redis_db(13)  # digests: a Redis DB of their own
 
 T0 = datetime(2024, 5, 6, 8, 59, 30, tzinfo=UTC)  # just before a Monday 09:00 firing
 
@@ -50,7 +50,7 @@ def schedulers(redis):
     made = []
 
     def build():
-        s = sched.build_scheduler(redis_lib.Redis.from_url(DIGEST_REDIS_URL))
+        s = sched.build_scheduler(redis_lib.Redis.from_url(redis_url(13)))
         made.append(s)
         return s
 
@@ -134,7 +134,7 @@ def test_meshbot_scheduler_processes_share_one_firing_and_keep_subscriptions_acr
     made = Subscriptions(redis).add("C2", "0 9 * * *", ("prod",), "U1")
     # A scheduler ran before and went down three days ago: three firings were missed.
     [schedule] = from_config(Config.model_validate({"clusters": {"prod": {}}, "digests": [daily]}))
-    previous = sched.build_scheduler(redis_lib.Redis.from_url(DIGEST_REDIS_URL))
+    previous = sched.build_scheduler(redis_lib.Redis.from_url(redis_url(13)))
     previous.start(paused=True)
     sched.sync(previous, [schedule])
     previous.modify_job("daily", sched.STORE, next_run_time=missed - timedelta(days=2))

@@ -21,22 +21,7 @@ from bot import logs
 from bot.app import build_app
 from bot.config import Config, Secrets
 
-REDIS_URL = "redis://127.0.0.1:6379/10"  # not tests/bot's DB 11: these tests' workers must see only their own jobs
-
-
-@pytest.fixture
-def env(env):
-    return {**env, "REDIS_URL": REDIS_URL}
-
-
-@pytest.fixture
-def redis(env):
-    import redis as redis_lib
-
-    connection = redis_lib.Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
+pytestmark = pytest.mark.redis_db(10)  # not tests/bot's DB 11: these tests' workers must see only their own jobs
 
 
 def scrape(url: str) -> dict:

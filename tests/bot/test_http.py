@@ -176,6 +176,9 @@ def test_incident_channels_enqueue_questions_without_a_mention_but_never_from_bo
 
 def test_no_secret_in_any_log_line_or_reply(configure, serve, slack, env, caplog, jobs):
     import logging
+    import sys
+
+    from bot.logs import JsonFormatter, secrets_from_env
 
     caplog.set_level(logging.DEBUG)
     configure(clusters(), default_cluster="prod")
@@ -188,8 +191,18 @@ def test_no_secret_in_any_log_line_or_reply(configure, serve, slack, env, caplog
     slack.wait_for(lambda s: s.to("response_url"))
     secrets = (env["SLACK_BOT_TOKEN"], env["SLACK_SIGNING_SECRET"])
     assert caplog.records
+    formatter = JsonFormatter(secrets_from_env(env))  # what a process writes: message, fields and exception
     for record in caplog.records:
-        assert not any(s in record.getMessage() for s in secrets), record.getMessage()
+        line = formatter.format(record)
+        assert not any(s in line for s in secrets), line
+        assert json.loads(line)["level"] == record.levelname.lower()
+    try:  # an exception whose text carries the token, as a Slack client's error might
+        raise RuntimeError(f"POST https://slack.com/api/chat.postMessage?token={env['SLACK_BOT_TOKEN']} failed")
+    except RuntimeError:
+        record = logging.getLogger("meshbot.test").makeRecord("meshbot.test", logging.ERROR, __file__, 0,
+                                                               "failed", (), sys.exc_info())
+    line = json.loads(formatter.format(record))
+    assert "chat.postMessage?token=[redacted] failed" in line["exc"]
     for call in slack.calls:
         assert not any(s in json.dumps(call.params) for s in secrets)
 

@@ -66,3 +66,18 @@ def test_an_answer_offers_one_button_per_usable_cluster():
     assert [b["value"] for b in buttons] == ["check mixer.report-calls on prod", "check mixer.report-calls on staging"]
     assert len({b["action_id"] for b in buttons}) == 2  # Slack wants them unique in a message
     assert "No section" in render.answer("?", [], ["prod"])[0].text
+
+
+def test_evidence_and_fix_cannot_ping_or_link_in_blocks_or_the_text_fallback():
+    hostile = '10.0.0.1 "GET /<!channel> HTTP/1.1" 404 "<@U123|bob> & co"'
+    messages = render.finding(result(evidence=(hostile,), fix="curl '<!here>'"), None, None, cluster="prod")
+    blocks = str([m.to_json()["blocks"] for m in messages])
+    assert "<!channel>" not in blocks and "<@U123" not in blocks and "<!here>" not in blocks
+    assert "/&lt;!channel&gt; HTTP/1.1" in blocks and "&lt;@U123|bob&gt; &amp; co" in blocks
+    assert "curl '&lt;!here&gt;'" in blocks
+    for m in messages:
+        assert "<!channel>" not in m.text and "<!here>" not in m.text and "<@U123" not in m.text
+    assert "&lt;!channel&gt;" in messages[0].text and "&lt;!here&gt;" in messages[0].text
+    long = render.finding(result(evidence=(hostile,) * 40), None, None)
+    assert "<!channel>" not in str([m.to_json()["blocks"] for m in long]) + "".join(m.text for m in long)
+    assert long[-1].file[1].splitlines()[0] == hostile  # the uploaded file is plain text, not mrkdwn

@@ -1,0 +1,19 @@
+"""Findings: the results that get a reply of their own, with the guide's excerpt (check and digest jobs)."""
+
+from __future__ import annotations
+
+import knowledge
+from bot import render
+from checks.model import Status
+
+FINDINGS = (Status.FAIL, Status.ERROR, Status.WARN)
+
+
+def post(thread, index: knowledge.Index, results, cluster: str | None = None) -> None:
+    """Reply in ``thread`` once per finding in ``results``; ``cluster`` names it, for threads of several."""
+    for r in results:
+        if r.status in FINDINGS:
+            section = index.section(r.section)
+            excerpt = knowledge.excerpt_for_section(index, r.section)
+            thread.reply(f"{cluster}:{r.check}" if cluster else r.check,
+                         render.finding(r, excerpt, section.url if section else None, cluster=cluster))
