@@ -58,9 +58,10 @@ def build_app(config: Config, secrets: Secrets, client: WebClient | None = None,
         raise ConfigurationError("SLACK_SIGNING_SECRET is not set")
     signing_secret = secrets.slack_signing_secret.get_secret_value() if secrets.slack_signing_secret else None
     # App() calls auth.test now: a wrong token fails at start-up, not at the first command.
-    # Bolt's default listener pool (5 threads) is kept: 32 measured slower under a burst (GIL contention).
+    # process_before_response: the slash command's ack is computed in the request's own thread, so the
+    # answer does not wait on Bolt's 10 ms polling for a listener thread; handlers/ runs Slack calls lazily.
     app = App(client=client or web_client(secrets), signing_secret=signing_secret,
-              request_verification_enabled=signing_secret is not None)
+              request_verification_enabled=signing_secret is not None, process_before_response=True)
     redis = redis if redis is not None else jobqueue.connect(secrets.redis_url)
 
     @app.middleware

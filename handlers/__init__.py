@@ -16,7 +16,14 @@ RUN_ACTION = re.compile(r"^meshbot_run")  # bot.render.RUN_ACTION and its suffix
 MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 
 
+def _ack(ack):
+    ack()
+
+
 def register_all(app, desk) -> None:
+    """The app runs with process_before_response: a slash command is answered in its own request
+    (desk.handle only touches Redis); anything that calls Slack back runs lazily, after the ack."""
+
     @app.command("/mesh")
     def mesh(ack, command):
         origin = Origin("command", command["user_id"], command["channel_id"], command.get("user_name", ""),
@@ -25,16 +32,15 @@ def register_all(app, desk) -> None:
         reply = desk.handle(desk.parse(command.get("text", "")), origin, "command:" + command["trigger_id"])
         ack(reply.text)  # ephemeral: only the asker sees it
 
-    @app.action(RUN_ACTION)
-    def click(ack, body, action, respond):
-        ack()
+    def click(body, action, respond):
         channel = body.get("channel") or {}
         origin = Origin("click", body["user"]["id"], channel.get("id", ""), body["user"].get("username", ""),
                         channel.get("name", ""), (body.get("team") or {}).get("id", ""))
         reply = desk.handle(desk.parse(action["value"]), origin, "click:" + body["trigger_id"])
         respond(text=reply.text, response_type="ephemeral", replace_original=False)
 
-    @app.event("app_mention")
+    app.action(RUN_ACTION)(ack=_ack, lazy=[click])
+
     def mention(body, event, say):
         origin = _event_origin("mention", body, event)
         text = MENTION.sub("", event.get("text", "")).strip()
@@ -44,9 +50,9 @@ def register_all(app, desk) -> None:
         if reply.job is None:  # nothing queued: the reply is the whole answer
             say(text=reply.text, thread_ts=origin.thread_ts)
 
+    app.event("app_mention")(ack=_ack, lazy=[mention])
     names: dict[str, str] = {}  # channel id → name, for incident.channel_prefix
 
-    @app.event("message")
     def message(body, event, context, client):
         if not desk.incident_mode or event.get("subtype") or event.get("bot_id") or not event.get("user"):
             return  # edits, joins, bots (and so ourselves) are never answered
@@ -58,6 +64,8 @@ def register_all(app, desk) -> None:
         if desk.is_incident_channel(channel, names.get(channel, "")) and event.get("text", "").strip():
             desk.handle(AskRequest(event["text"].strip()), _event_origin("incident", body, event),
                         "event:" + body["event_id"])
+
+    app.event("message")(ack=_ack, lazy=[message])
 
 
 def _event_origin(source: str, body: dict, event: dict) -> Origin:
