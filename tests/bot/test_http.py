@@ -127,11 +127,12 @@ def test_a_click_makes_the_same_job_as_the_typed_command(configure, serve, slack
     app = serve()
     app.post(sr.command("check mixer on prod", slack.response_url))
     assert app.post(sr.click("check mixer on prod", slack.response_url)).status_code == 200
+    # a click is handled after its ack: its reply comes once its job is queued
+    reply = slack.wait_for(lambda s: s.to("response_url"))[0]
+    assert reply.params["response_type"] == "ephemeral" and "Checking mixer on prod" in reply.params["text"]
     typed, clicked = (payload(redis, j) for j in jobs())
     assert {**typed, "origin": None} == {**clicked, "origin": None}
     assert clicked["origin"]["source"] == "click"
-    reply = slack.wait_for(lambda s: s.to("response_url"))[0]
-    assert reply.params["response_type"] == "ephemeral" and "Checking mixer on prod" in reply.params["text"]
     assert audit_lines()[-1]["via"] == "click"
 
 
@@ -188,7 +189,8 @@ def test_no_secret_in_any_log_line_or_reply(configure, serve, slack, env, caplog
     app.post(sr.click("check all", slack.response_url))
     app.post(sr.event(sr.mention("hello")), json_body=True)
     app.post(sr.command("check mixer", slack.response_url), signed=False)
-    slack.wait_for(lambda s: s.to("response_url"))
+    slack.wait_for(lambda s: s.to("response_url"))  # the click, handled after its ack
+    eventually(lambda: any(r.name == "meshbot.audit" and "hello" in r.getMessage() for r in caplog.records))
     secrets = (env["SLACK_BOT_TOKEN"], env["SLACK_SIGNING_SECRET"])
     assert caplog.records
     formatter = JsonFormatter(secrets_from_env(env))  # what a process writes: message, fields and exception
