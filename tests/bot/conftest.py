@@ -153,3 +153,33 @@ def eventually(probe, timeout: float = 10.0, interval: float = 0.01):
             return value
         assert time.monotonic() < deadline, f"still {value!r} after {timeout}s"
         time.sleep(interval)
+
+
+def parent_posts(slack):
+    return [c for c in slack.to("chat.postMessage") if not c.params.get("thread_ts")]
+
+
+def replies(slack):
+    return [c for c in slack.to("chat.postMessage") if c.params.get("thread_ts")]
+
+
+def finished(slack):
+    """The parent's final update: the one that carries the Re-run button."""
+    return [c for c in slack.to("chat.update") if "Re-run" in str(c.params.get("blocks"))]
+
+
+@pytest.fixture
+def job_in_flight(simulate, configure, serve, slack, worker):
+    """A real worker in the middle of `/mesh check envoy mixer`: every read of Mixer's metrics takes 3 s.
+
+    Returns (simulator, the worker process)."""
+    import slack_requests as sr
+
+    sim, kubeconfig = simulate("istio-0.5.1-fd-crash", faults=[{"path": "istio-mixer:9093/proxy/metrics", "delay": 3}])
+    configure({"prod": {"kubeconfig": str(kubeconfig)}})
+    app = serve()
+    proc = worker()
+    app.post(sr.command("check envoy mixer", slack.response_url))
+    eventually(lambda: any("istio-mixer:9093" in r.path for r in sim.requests), timeout=30)
+    assert not finished(slack)
+    return sim, proc

@@ -5,19 +5,7 @@ import signal
 from pathlib import Path
 
 import slack_requests as sr
-from conftest import eventually
-
-
-def parent_posts(slack):
-    return [c for c in slack.to("chat.postMessage") if not c.params.get("thread_ts")]
-
-
-def replies(slack):
-    return [c for c in slack.to("chat.postMessage") if c.params.get("thread_ts")]
-
-
-def finished(slack):
-    return [c for c in slack.to("chat.update") if "Re-run" in str(c.params.get("blocks"))]
+from conftest import eventually, finished, parent_posts, replies
 
 
 def test_check_command_answers_in_a_thread_with_evidence_guide_and_fix(simulate, configure, serve, slack, worker,
@@ -82,14 +70,8 @@ def test_slack_rate_limit_is_retried_after_retry_after(simulate, configure, serv
     assert len(parent_posts(slack)) == 2 and len(set(c.params["text"] for c in parent_posts(slack))) == 1
 
 
-def test_a_worker_killed_mid_job_loses_nothing_and_answers_once(simulate, configure, serve, slack, worker):
-    # Every request for Mixer's metrics takes 3 s: long enough to kill the worker in the middle of the run.
-    sim, kubeconfig = simulate("istio-0.5.1-fd-crash", faults=[{"path": "istio-mixer:9093/proxy/metrics", "delay": 3}])
-    configure({"prod": {"kubeconfig": str(kubeconfig)}})
-    app = serve()
-    first = worker()
-    app.post(sr.command("check envoy mixer", slack.response_url))
-    eventually(lambda: any("istio-mixer:9093" in r.path for r in sim.requests), timeout=30)
+def test_a_worker_killed_mid_job_loses_nothing_and_answers_once(job_in_flight, slack, worker):
+    _, first = job_in_flight
     horse = int(Path(f"/proc/{first.pid}/task/{first.pid}/children").read_text().split()[0])
     os.kill(first.pid, signal.SIGKILL)  # the whole worker, as when its pod is killed
     os.kill(horse, signal.SIGKILL)

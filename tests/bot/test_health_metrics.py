@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import slack_requests as sr
-from conftest import CLOSED_REDIS_URL, eventually
+from conftest import CLOSED_REDIS_URL, eventually, finished, parent_posts, replies
 from prometheus_client.parser import text_string_to_metric_families
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -34,10 +34,6 @@ def scrape(url: str) -> dict:
 
 def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def finished(slack):
-    return [c for c in slack.to("chat.update") if "Re-run" in str(c.params.get("blocks"))]
 
 
 def free_port() -> int:
@@ -165,24 +161,16 @@ def test_check_durations_are_observed_per_check(simulate, configure, serve, slac
     assert value(samples, "meshbot_check_duration_seconds_bucket", check="envoy.fd-exhaustion", le="+Inf") == 2
 
 
-def test_sigterm_lets_the_worker_finish_its_job_then_exit_0(simulate, configure, serve, slack, redis, worker):
-    # Every request for Mixer's metrics takes 3 s: the job is still running when the signal arrives.
-    sim, kubeconfig = simulate("istio-0.5.1-fd-crash", faults=[{"path": "istio-mixer:9093/proxy/metrics", "delay": 3}])
-    configure({"prod": {"kubeconfig": str(kubeconfig)}})
-    app = serve()
-    proc = worker()
-    app.post(sr.command("check envoy mixer", slack.response_url))
-    eventually(lambda: any("istio-mixer:9093" in r.path for r in sim.requests), timeout=30)
-    assert not finished(slack)
+def test_sigterm_lets_the_worker_finish_its_job_then_exit_0(job_in_flight, slack, redis):
+    _, proc = job_in_flight  # the job is still running when the signal arrives
 
     os.kill(proc.pid, signal.SIGTERM)  # the worker only, as Kubernetes signals a container's first process
     [done] = slack.wait_for(finished, timeout=60)
     assert proc.wait(30) == 0
     assert "fail" in done.params["text"]
-    parents = [c for c in slack.to("chat.postMessage") if not c.params.get("thread_ts")]
-    assert len(parents) == 1
-    replies = [c.params["text"] for c in slack.to("chat.postMessage") if c.params.get("thread_ts")]
-    assert len(replies) == len(set(replies)) and any("envoy.fd-exhaustion" in r for r in replies)
+    assert len(parent_posts(slack)) == 1
+    texts = [c.params["text"] for c in replies(slack)]
+    assert len(texts) == len(set(texts)) and any("envoy.fd-exhaustion" in t for t in texts)
     [job_id] = [j.decode() for j in redis.zrange("rq:finished:meshbot", 0, -1)]
     assert Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
     assert "warm shut down requested" in Path(proc.log_path).read_text()
