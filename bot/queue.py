@@ -8,6 +8,7 @@ execution path serve commands, mentions, buttons and the scheduler alike.
 from __future__ import annotations
 
 import hashlib
+import time
 
 import redis
 from rq import Callback, Queue, Retry
@@ -20,6 +21,10 @@ ON_FAILURE = "bot.jobs.failed"  # tells Slack when a job failed for good
 JOB_TIMEOUT = 120  # seconds; a check run's own budget is 20 s by default
 RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry)
 KEEP_SECONDS = 24 * 3600  # a finished job's id blocks duplicates this long; Slack retries within minutes
+
+
+REGISTER_EVERY = 60.0  # seconds; RQ's set of queues (read by `rq info`) may be lost with a Redis restart
+_registered: dict[str, float] = {}  # Redis and queue → when this process last listed it in RQ's set of queues
 
 
 class QueueDown(Exception):
@@ -48,12 +53,22 @@ def submit(q: Queue, payload: dict, key: str) -> tuple[str, bool]:
     a second job with that id, so the re-delivery finds the first job instead.
     """
     job_id = job_id_for(key)
+    # With unique=True RQ saves and pushes the job in its script at once; the pipeline only collects the
+    # queue's entry in RQ's set of queues, which needs writing once per process: one round trip, not two,
+    # in the path Slack is waiting on.
+    registration = q.connection.pipeline(transaction=False)
     try:
         q.enqueue(JOB_FUNCTION, payload, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT,
                   retry=Retry(max=RETRIES), on_failure=Callback(ON_FAILURE), result_ttl=KEEP_SECONDS,
-                  failure_ttl=KEEP_SECONDS)
+                  failure_ttl=KEEP_SECONDS, pipeline=registration)
+        where = f"{q.connection!r} {q.key}"
+        if time.monotonic() - _registered.get(where, -REGISTER_EVERY) >= REGISTER_EVERY:
+            registration.execute()
+            _registered[where] = time.monotonic()
     except DuplicateJobError:
         return job_id, False
     except redis.RedisError as exc:
         raise QueueDown(str(exc)) from None
+    finally:
+        registration.reset()
     return job_id, True

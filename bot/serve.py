@@ -34,9 +34,10 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def wsgi_app(bolt_app, redis):
-    """/slack/events to Bolt (when given one); /healthz always 200; /readyz 200 only while Redis answers;
-    /metrics in Prometheus' text format. ``redis`` should have a short timeout: probes give up after 3 s."""
+def wsgi_app(bolt_app, redis, connected=lambda: True):
+    """/slack/events to Bolt (when given one); /healthz always 200; /readyz 200 only while Redis answers and
+    ``connected()`` (Socket Mode: the socket is up); /metrics in Prometheus' text format. ``redis`` should
+    have a short timeout: probes give up after 3 s."""
     slack = SlackRequestHandler(bolt_app) if bolt_app is not None else None
 
     def application(environ, start_response):
@@ -44,9 +45,9 @@ def wsgi_app(bolt_app, redis):
         if path == EVENTS_PATH and slack is not None:
             return slack(environ, start_response)
         if path in ("/healthz", "/readyz"):
-            ok = path == "/healthz" or _redis_answers(redis)
-            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else b"redis unreachable\n"]
+            trouble = None if path == "/healthz" else _not_ready(redis, connected)
+            start_response("503 Service Unavailable" if trouble else "200 OK", [("Content-Type", "text/plain")])
+            return [(trouble or "ok").encode() + b"\n"]
         if path == "/metrics":
             start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])
             return [metrics.exposition(redis)]
@@ -56,11 +57,14 @@ def wsgi_app(bolt_app, redis):
     return application
 
 
-def _redis_answers(redis) -> bool:
+def _not_ready(redis, connected) -> str | None:
+    if not connected():
+        return "not connected to Slack"
     try:
-        return bool(redis.ping())
+        redis.ping()
     except redis_lib.RedisError:
-        return False
+        return "redis unreachable"
+    return None
 
 
 def make_http_server(application, host: str, port: int) -> WSGIServer:
@@ -74,22 +78,43 @@ def main(args) -> int:
         raise ConfigurationError("--socket needs SLACK_APP_TOKEN")
     redis = jobqueue.connect(secrets.redis_url)
     app = build_app(config, secrets, redis=redis, socket_mode=args.socket)
-    # In Socket Mode Slack's traffic comes over the socket: HTTP serves the probes and /metrics only.
-    server = make_http_server(wsgi_app(None if args.socket else app, redis), args.host, args.port)
-    # The check catalogue pulls in the Kubernetes client: ~10^5 long-lived objects that every full
-    # garbage collection would walk again, in the middle of some request's ack. Freeze them.
-    gc.collect()
-    gc.freeze()
     if args.socket:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        log.info("Socket Mode; health on http://%s:%s/healthz", args.host, server.server_port)
-        SocketModeHandler(app, secrets.slack_app_token.get_secret_value()).start()
-        return 0
+        return _serve_socket_mode(app, secrets, redis, args)
+    server = make_http_server(wsgi_app(app, redis), args.host, args.port)
+    _freeze_startup_objects()
     log.info("serving http://%s:%s%s", args.host, server.server_port, EVENTS_PATH)
     try:
         server.serve_forever()
     finally:
         server.server_close()
     return 0
+
+
+def _serve_socket_mode(app, secrets: Secrets, redis, args) -> int:
+    """Slack's traffic over the socket; HTTP serves the probes and /metrics only, and /readyz follows the socket.
+
+    slack_sdk's built-in client: on a refresh Slack asks for while leaving the old connection open, it reads
+    the new one only once the old one's read has timed out (3 s). websocket-client's client waited there for
+    its ping interval (10 s) instead, so the built-in one is the lesser wait."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    handler = SocketModeHandler(app, secrets.slack_app_token.get_secret_value())
+    server = make_http_server(wsgi_app(None, redis, connected=handler.client.is_connected), args.host, args.port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _freeze_startup_objects()
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        raise ConfigurationError(f"Slack refused SLACK_APP_TOKEN for Socket Mode ({exc.response.get('error')}); "
+                                 "it must be an app-level token (xapp-) with connections:write") from None
+    log.info("Socket Mode; health on http://%s:%s/healthz", args.host, server.server_port)
+    threading.Event().wait()
+    return 0
+
+
+def _freeze_startup_objects() -> None:
+    # The check catalogue pulls in the Kubernetes client: ~10^5 long-lived objects that every full
+    # garbage collection would walk again, in the middle of some request's ack. Freeze them.
+    gc.collect()
+    gc.freeze()

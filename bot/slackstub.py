@@ -1,14 +1,18 @@
-"""Slack, stood in for on this machine: its Web API, and requests signed as Slack signs them.
+"""Slack, stood in for on this machine: its Web API, Socket Mode, and requests signed as Slack signs them.
 
 ``SlackStub`` serves the Web API methods meshbot calls (and response_url, and file
 uploads) on loopback, records every call, tells listeners about it, and answers
 errors and rate limits on demand. The ``command``/``click``/``event`` builders make
 request bodies exactly as Slack sends them, and ``sign`` signs them (v0 HMAC-SHA256).
+``SlackStub.socket_mode()`` adds Slack's Socket Mode end (``SocketMode``): a WebSocket
+endpoint that ``apps.connections.open`` hands out, to which ``envelope`` turns those
+same bodies into what Slack pushes instead.
 `meshbot demo` and the tests both use it; nothing here is used in production.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -16,6 +20,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +44,7 @@ class SlackStub:
         self.listeners: list[Callable[[Call, dict], None]] = []
         self._changed = threading.Condition()
         self._ts = 1_700_000_000
+        self.socket: SocketMode | None = None  # Socket Mode's end, once socket_mode() started it
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
         self.base = f"http://{host}:{self.server.server_port}"
@@ -50,8 +56,16 @@ class SlackStub:
         return self
 
     def stop(self) -> None:
+        if self.socket is not None:
+            self.socket.stop()
         self.server.shutdown()
         self.server.server_close()
+
+    def socket_mode(self) -> SocketMode:
+        """Start Socket Mode's WebSocket end (once) on this stub's host; apps.connections.open then points at it."""
+        if self.socket is None:
+            self.socket = SocketMode(self.server.server_address[0])
+        return self.socket
 
     def fail(self, method: str, status: int = 429, times: int = 1, retry_after: int = 1, error: str = "ratelimited"):
         """The next ``times`` calls of ``method`` get ``status`` (429 with Retry-After, or an error body)."""
@@ -88,6 +102,10 @@ class SlackStub:
             if method == "chat.update":
                 return 200, {}, {"ok": False, "error": "channel_not_found"}
             channel = ids[channel]
+        if method == "apps.connections.open":  # a fresh ticket per call, as Slack's URLs are single-use
+            if self.socket is None:
+                return 200, {}, {"ok": False, "error": "invalid_auth"}
+            return 200, {}, {"ok": True, "url": f"{self.socket.url}?ticket={uuid.uuid4()}&app_id=A1"}
         replies = {
             "auth.test": {"user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "user": "meshbot",
                           "url": "https://example.slack.com/"},
@@ -150,6 +168,106 @@ def _handler(stub: SlackStub):
     return Handler
 
 
+class SocketMode:
+    """Slack's end of Socket Mode: a WebSocket endpoint on loopback (aiohttp, in a thread of its own).
+
+    Each client that connects gets Slack's ``hello``; ``push`` sends it an envelope (see ``envelope``)
+    and ``ack`` waits for its answer. Everything a client sends is recorded in ``received``."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        from aiohttp import web  # here: the demo and the HTTP-mode tests do without its import time
+
+        self.received: list[dict] = []  # what clients sent: acks, {"envelope_id": ..., "payload": ...}
+        self.hellos = 0  # connections that were sent hello, ever
+        self._open: list = []  # open connections (aiohttp WebSocketResponse), oldest first
+        self._changed = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        app = web.Application()
+        app.router.add_get("/link/", self._serve)
+        self._runner = web.AppRunner(app)
+        self._run(self._start(web, host))
+        self.url = f"ws://{host}:{self._runner.addresses[0][1]}/link/"  # as Slack's: wss://…/link/?ticket=…
+
+    async def _start(self, web, host):
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, 0).start()
+
+    def _run(self, coroutine, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _serve(self, request):
+        from aiohttp import WSMsgType, web
+
+        ws = web.WebSocketResponse()  # answers the client's pings itself
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": len(self._open) + 1,
+                            "debug_info": {"host": "applink-stub", "build_number": 1,
+                                           "approximate_connection_time": 18060},
+                            "connection_info": {"app_id": "A1"}})
+        with self._changed:
+            self._open.append(ws)
+            self.hellos += 1
+            self._changed.notify_all()
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    with self._changed:
+                        self.received.append(json.loads(message.data))
+                        self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._open.remove(ws)
+                self._changed.notify_all()
+        return ws
+
+    @property
+    def connected(self) -> int:
+        """How many clients are connected now."""
+        with self._changed:
+            return len(self._open)
+
+    def wait_for(self, predicate, timeout: float = 30.0):
+        """Block until ``predicate(self)`` is truthy (re-checked whenever a client connects, sends or leaves)."""
+        with self._changed:
+            value = self._changed.wait_for(lambda: predicate(self), timeout)
+        assert value, f"timed out after {timeout}s; {len(self._open)} connected, received {self.received}"
+        return value
+
+    def push(self, message: dict) -> str | None:
+        """Send ``message`` (an envelope, or a disconnect) on the newest connection; returns its envelope_id."""
+        with self._changed:
+            assert self._open, "no Socket Mode client is connected"
+            ws = self._open[-1]
+        self._run(ws.send_json(message))
+        return message.get("envelope_id")
+
+    def ack(self, envelope_id: str, timeout: float = 3.0) -> dict:
+        """The client's answer to envelope ``envelope_id``; Slack waits 3 s for it."""
+        def answered(stub):
+            return next((m for m in stub.received if m.get("envelope_id") == envelope_id), None)
+        return self.wait_for(answered, timeout)
+
+    def disconnect(self, reason: str = "refresh_requested") -> None:
+        """Tell the newest connection to go, as Slack does before it recycles one (reason: warning, link_disabled)."""
+        self.push({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-stub"}})
+
+    def stop(self) -> None:
+        if self._loop.is_closed():  # stopped already
+            return
+
+        async def close():
+            for ws in list(self._open):
+                await ws.close()
+            await self._runner.cleanup()
+
+        self._run(close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
 # Requests as Slack sends them to the app.
 
 _ids = itertools.count(1)
@@ -195,3 +313,20 @@ def event(event: dict, event_id: str | None = None) -> str:
 def mention(text: str, user: str = "U1", channel: str = "C1", ts: str = "1700000000.000100", **extra) -> dict:
     return {"type": "app_mention", "user": user, "text": f"<@UBOT> {text}", "ts": ts, "channel": channel,
             "event_ts": ts, **extra}
+
+
+def envelope(body: str, envelope_id: str | None = None) -> dict:
+    """What Slack pushes over Socket Mode instead of POSTing ``body`` (made by ``command``, ``click`` or ``event``).
+
+    No signature: the socket the app opened with its app-level token is what vouches for the sender."""
+    common = {"envelope_id": envelope_id or str(uuid.uuid4())}
+    if body.startswith("{"):  # Events API
+        return {**common, "type": "events_api", "accepts_response_payload": False, "retry_attempt": 0,
+                "retry_reason": "", "payload": json.loads(body)}
+    form = dict(parse_qsl(body))
+    if "payload" in form:  # interactivity: buttons, shortcuts, modals
+        payload = json.loads(form["payload"])
+        return {**common, "type": "interactive",
+                "accepts_response_payload": payload["type"] in ("view_submission", "block_suggestion"),
+                "payload": payload}
+    return {**common, "type": "slash_commands", "accepts_response_payload": True, "payload": form}

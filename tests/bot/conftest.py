@@ -103,29 +103,38 @@ def serve(env, slack, redis):
         server.server_close()
 
 
+def spawn(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """`python -m bot.cli ARGS` with ``env`` added, in a process group of its own, its output in ``log_path``."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", *args], env={**os.environ, **env}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=Path(__file__).resolve().parents[2])
+    proc.log_path = log_path
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.fixture
 def worker(env, tmp_path):
-    """Start real `meshbot worker` processes (own process group each); yields a starter."""
+    """Start real `meshbot worker` processes; yields a starter."""
     started = []
 
     def start() -> subprocess.Popen:
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env={**os.environ, **env},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=Path(__file__).resolve().parents[2])
-        proc.log_path = log.name
-        started.append(proc)
-        return proc
+        started.append(spawn(["worker"], env, tmp_path / f"worker-{len(started)}.log"))
+        return started[-1]
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
 
 
 @pytest.fixture

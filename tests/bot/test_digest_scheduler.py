@@ -6,8 +6,6 @@ job store is given a firing that is already due (as after a scheduler was down).
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,7 @@ import apscheduler.schedulers.base
 import pytest
 import redis as redis_lib
 from apscheduler.events import EVENT_JOB_EXECUTED
-from conftest import eventually, redis_url
+from conftest import eventually, redis_url, spawn
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -143,10 +141,7 @@ def test_meshbot_scheduler_processes_share_one_firing_and_keep_subscriptions_acr
     procs = []
     try:
         for n in range(2):
-            log = open(tmp_path / f"scheduler-{n}.log", "wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "scheduler"], env={**os.environ, **env},
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            procs[-1].log_path = log.name
+            procs.append(spawn(["scheduler"], env, tmp_path / f"scheduler-{n}.log"))
 
         def running():
             for p in procs:

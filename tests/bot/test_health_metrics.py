@@ -5,14 +5,12 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import slack_requests as sr
-from conftest import CLOSED_REDIS_URL, eventually, finished, parent_posts, replies
+from conftest import CLOSED_REDIS_URL, eventually, finished, parent_posts, replies, spawn, stop
 from prometheus_client.parser import text_string_to_metric_families
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -49,11 +47,7 @@ def health_worker(env, tmp_path):
 
     def start():
         port = free_port()
-        log = open(tmp_path / "worker.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--health-port", str(port)],
-                                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        proc.log_path = Path(log.name)
+        proc = spawn(["worker", "--health-port", str(port)], env, tmp_path / "worker.log")
         started.append(proc)
         base = f"http://127.0.0.1:{port}"
 
@@ -69,9 +63,7 @@ def health_worker(env, tmp_path):
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+        stop(proc)
 
 
 def test_serve_counts_commands_by_outcome_and_reads_the_queue_at_scrape_time(configure, serve, slack, redis):
