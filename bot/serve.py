@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import socketserver
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -25,7 +26,10 @@ EVENTS_PATH = "/slack/events"
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # Slack waits 3 s for nobody: one slow request must not hold up the next
+    # A thread per request: Slack waits 3 s for nobody, so one slow request must not hold up the next.
+    # Not daemons, so that server_close() on SIGTERM waits for the requests in flight.
+    daemon_threads = False
+    block_on_close = True
     request_queue_size = 128  # socketserver's 5 resets connections under a burst of 20 commands
 
 
@@ -82,11 +86,14 @@ def main(args) -> int:
         return _serve_socket_mode(app, secrets, redis, args)
     server = make_http_server(wsgi_app(app, redis), args.host, args.port)
     _freeze_startup_objects()
+    # SIGTERM (a rollout, a scale-down): stop accepting, answer the requests in flight, exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("serving http://%s:%s%s", args.host, server.server_port, EVENTS_PATH)
     try:
         server.serve_forever()
     finally:
         server.server_close()
+    log.info("stopped")
     return 0
 
 
@@ -109,7 +116,12 @@ def _serve_socket_mode(app, secrets: Secrets, redis, args) -> int:
         raise ConfigurationError(f"Slack refused SLACK_APP_TOKEN for Socket Mode ({exc.response.get('error')}); "
                                  "it must be an app-level token (xapp-) with connections:write") from None
     log.info("Socket Mode; health on http://%s:%s/healthz", args.host, server.server_port)
-    threading.Event().wait()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    handler.close()
+    server.shutdown()
+    log.info("stopped")
     return 0
 
 

@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -166,6 +167,58 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit_0(job_in_flight, slack
     [job_id] = [j.decode() for j in redis.zrange("rq:finished:meshbot", 0, -1)]
     assert Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
     assert "warm shut down requested" in Path(proc.log_path).read_text()
+
+
+@pytest.fixture
+def hung_redis():
+    """A Redis that accepts connections and never answers; ``accepted`` is set at the first connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted, held = threading.Event(), []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # closed at teardown
+                return
+            accepted.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def test_sigterm_lets_serve_answer_the_request_in_flight_then_exit_0(configure, env, tmp_path, hung_redis):
+    redis_url, accepted = hung_redis
+    port = free_port()
+    proc = spawn(["serve", "--port", str(port)], {**env, "REDIS_URL": redis_url}, tmp_path / "serve.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up():
+            assert proc.poll() is None, proc.log_path.read_text()
+            try:
+                return httpx.get(base + "/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(up, timeout=30)
+        answers = []
+        probe = threading.Thread(target=lambda: answers.append(httpx.get(base + "/readyz", timeout=10)))
+        probe.start()
+        assert accepted.wait(10)  # /readyz is waiting on Redis (for its 1 s timeout) when the signal comes
+        os.kill(proc.pid, signal.SIGTERM)
+        probe.join(10)
+        [answer] = answers
+        assert (answer.status_code, answer.text) == (503, "redis unreachable\n")
+        assert proc.wait(10) == 0
+        assert '"msg": "stopped"' in proc.log_path.read_text()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(base + "/healthz")
+    finally:
+        stop(proc)
 
 
 def test_json_logs_carry_fields_and_never_a_secret(monkeypatch):

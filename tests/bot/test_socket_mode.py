@@ -83,7 +83,7 @@ def test_command_over_socket_mode_is_acked_on_the_socket_and_enqueues_one_job(co
     assert jobs() == [job_id]
 
     os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
+    assert proc.wait(10) == 0  # SIGTERM: the socket is closed and the process ends cleanly
     log = proc.log_path.read_text()
     assert '"outcome": "queued"' in log and '"outcome": "invalid"' in log
     assert proc.app_token not in log and env["SLACK_BOT_TOKEN"] not in log
