@@ -13,6 +13,7 @@ Colours and emoji exist only here, in the terminal's rendering of Block Kit.
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import logging
@@ -348,7 +349,7 @@ class Terminal:
         lines = [indent + self._style(head, "1;36")]
         blocks = params.get("blocks")
         blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
-        body = self._blocks(blocks, ts) if blocks else [_unescape(params.get("text", ""))]
+        body = self._blocks(blocks, ts) if blocks else [html.unescape(params.get("text", ""))]
         lines += [indent + "  " + line for line in body]
         self._print("\n".join(lines))
 
@@ -388,10 +389,10 @@ class Terminal:
                     code = not code
                 rest = stripped.strip("`")
                 if rest:
-                    lines.append(self._style("│ ", "2") + self._style(_unescape(rest), "36"))
+                    lines.append(self._style("│ ", "2") + self._style(html.unescape(rest), "36"))
                 continue
             if code:
-                lines.append(self._style("│ ", "2") + self._style(_unescape(raw), "36"))
+                lines.append(self._style("│ ", "2") + self._style(html.unescape(raw), "36"))
             else:
                 lines.append(self._inline(raw))
         return lines
@@ -407,7 +408,7 @@ class Terminal:
         text = re.sub(r"\b\d+ (fail|error|warn|pass|skip)\b", lambda m: self._mark(m.group(0), m.group(1)), text)
         text = re.sub(r"`([^`\n]+)`", lambda m: self._style(m.group(0), "36"), text)
         text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", lambda m: self._style(m.group(1), "1"), text)
-        return _unescape(text)
+        return html.unescape(text)
 
     def _mark(self, text: str, status: str | None = None) -> str:
         emoji, sgr = STATUS[(status or text).upper()]
@@ -450,7 +451,3 @@ class Terminal:
     def button(self, number: int) -> dict | None:
         with self.lock:
             return self.buttons[number - 1] if 0 < number <= len(self.buttons) else None
-
-
-def _unescape(text: str) -> str:
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

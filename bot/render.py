@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 from bot.text import counts_line, headline, result_text
 from checks.model import Result, Status
 from checks.runner import Report
+from knowledge.text import escape_mrkdwn
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -46,14 +47,15 @@ class Message:
 def running(targets: Sequence[str], cluster: str, again: bool = False) -> Message:
     what = f"Checking {' '.join(targets)} on {cluster}…"
     note = " (again: the first worker stopped before finishing)" if again else ""
-    return Message(what + note, [_section(f"*{_esc(what)}*{note}")])
+    return Message(what + note, [_section(f"*{escape_mrkdwn(what)}*{note}")])
 
 
 def finished(report: Report, command: str) -> Message:
     text = headline(report)
     blocks = [
-        _section(f"*{_esc(text)}*"),
-        ContextBlock(elements=[MarkdownTextObject(text=_esc(f"/mesh {command}") + " · details in the thread")]),
+        _section(f"*{escape_mrkdwn(text)}*"),
+        ContextBlock(elements=[
+            MarkdownTextObject(text=escape_mrkdwn(f"/mesh {command}") + " · details in the thread")]),
         ActionsBlock(elements=[_button("Re-run", command, f"{RUN_ACTION}_rerun")]),
     ]
     return Message(text, blocks)
@@ -61,7 +63,7 @@ def finished(report: Report, command: str) -> Message:
 
 def could_not_run(command: str, reason: str) -> Message:
     text = f"Could not run /mesh {command}: {reason}"
-    return Message(text, [_section(_esc(text))])
+    return Message(text, [_section(escape_mrkdwn(text))])
 
 
 def finding(result: Result, excerpt: str | None = None, url: str | None = None,
@@ -70,32 +72,34 @@ def finding(result: Result, excerpt: str | None = None, url: str | None = None,
 
     ``cluster`` names the cluster, for threads that hold several (digests).
     """
-    where = f"`{_esc(cluster)}` · " if cluster else ""
-    blocks: list[Block] = [_section(f"{where}*{result.status.value.upper()}* `{result.check}` {_esc(result.summary)}")]
+    where = f"`{escape_mrkdwn(cluster)}` · " if cluster else ""
+    blocks: list[Block] = [
+        _section(f"{where}*{result.status.value.upper()}* `{result.check}` {escape_mrkdwn(result.summary)}")]
     upload = None
     if result.evidence:
         # Pod logs and the like: text anyone can write, so `<!channel>` in it must not ping (files are not mrkdwn).
-        evidence = _esc("\n".join(result.evidence))
+        evidence = escape_mrkdwn("\n".join(result.evidence))
         if len(result.evidence) > INLINE_EVIDENCE_LINES or len(evidence) > MAX_SECTION - 8:
             upload = (f"{result.check}-evidence.txt", "\n".join(result.evidence))
-            shown = _esc("\n".join(result.evidence[:INLINE_EVIDENCE_LINES]))[: MAX_SECTION - 100]
+            shown = escape_mrkdwn("\n".join(result.evidence[:INLINE_EVIDENCE_LINES]))[: MAX_SECTION - 100]
             blocks += _sections(shown, code=True)
             blocks.append(_context(f"{len(result.evidence)} lines of evidence; the whole of it is in the file below."))
         else:
             blocks += _sections(evidence, code=True)
     if excerpt:
-        link = f" (<{url}|guide: {_esc(result.section)}>)" if url else f" (guide: #{_esc(result.section)})"
+        section = escape_mrkdwn(result.section)
+        link = f" (<{url}|guide: {section}>)" if url else f" (guide: #{section})"
         blocks.append(DividerBlock())
-        blocks += _sections(f"*{_esc(result.title)}*{link}\n{excerpt}")
+        blocks += _sections(f"*{escape_mrkdwn(result.title)}*{link}\n{excerpt}")
     if result.fix:
         blocks.append(_section("*Fix*"))
-        blocks += _sections(_esc(result.fix), code=True)
-    return _paginate(_esc((f"{cluster}: " if cluster else "") + result_text(result)), blocks, upload)
+        blocks += _sections(escape_mrkdwn(result.fix), code=True)
+    return _paginate(escape_mrkdwn((f"{cluster}: " if cluster else "") + result_text(result)), blocks, upload)
 
 
 def passing(results: Sequence[Result]) -> list[Message]:
     """Passing and skipped checks, all in one reply."""
-    lines = [f"{r.status.value.upper()} `{r.check}` {_esc(r.summary)}" for r in results]
+    lines = [f"{r.status.value.upper()} `{r.check}` {escape_mrkdwn(r.summary)}" for r in results]
     counts = ", ".join(f"{sum(r.status is s for r in results)} {s.value}"
                        for s in (Status.PASS, Status.SKIP) if any(r.status is s for r in results))
     text = f"{counts}: " + ", ".join(r.check for r in results)
@@ -107,14 +111,14 @@ def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str
 
     ``asker`` (a user id) quotes the question, for answers that are not in the asker's own thread.
     """
-    blocks: list[Block] = [_context(f"<@{asker}> asked: {_esc(question)}"[:MAX_SECTION])] if asker else []
+    blocks: list[Block] = [_context(f"<@{asker}> asked: {escape_mrkdwn(question)}"[:MAX_SECTION])] if asker else []
     if not matches:
         text = "No section of the troubleshooting guide answers that. `/mesh list` shows what I can check."
-        return [Message(text, blocks + [_section(_esc(text))])]
+        return [Message(text, blocks + [_section(escape_mrkdwn(text))])]
     for i, m in enumerate(matches):
         if i or asker:
             blocks.append(DividerBlock())
-        blocks += _sections(f"*<{m.url}|{_esc(m.title)}>*\n{m.excerpt}")
+        blocks += _sections(f"*<{m.url}|{escape_mrkdwn(m.title)}>*\n{m.excerpt}")
         if m.checks and clusters:
             command = "check " + " ".join(m.checks)
             blocks.append(ActionsBlock(elements=[
@@ -136,9 +140,9 @@ def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
     lines = []
     for c in clusters:
         if c.unreachable:
-            lines.append(f"• `{_esc(c.name)}` *unreachable*: {_esc(c.unreachable)}")
+            lines.append(f"• `{escape_mrkdwn(c.name)}` *unreachable*: {escape_mrkdwn(c.unreachable)}")
         else:
-            lines.append(f"• `{_esc(c.name)}` Istio {_esc(c.report.istio.version or 'not found')}: "
+            lines.append(f"• `{escape_mrkdwn(c.name)}` Istio {escape_mrkdwn(c.report.istio.version or 'not found')}: "
                          f"{counts_line(c.report)}")
     if changes.previous_at is None:
         since = ["First digest in this channel."]
@@ -147,15 +151,15 @@ def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
         since += _changes("New", changes.new, at) + _changes("Resolved", changes.resolved, at)
         since += _changes("Still failing", changes.still, at)
         if changes.unreachable:
-            since.append("Now unreachable: " + ", ".join(f"`{_esc(n)}`" for n in changes.unreachable))
+            since.append("Now unreachable: " + ", ".join(f"`{escape_mrkdwn(n)}`" for n in changes.unreachable))
         if changes.reachable_again:
-            since.append("Reachable again: " + ", ".join(f"`{_esc(n)}`" for n in changes.reachable_again))
+            since.append("Reachable again: " + ", ".join(f"`{escape_mrkdwn(n)}`" for n in changes.reachable_again))
         if changes.first:
-            since.append("First digest here for: " + ", ".join(f"`{_esc(n)}`" for n in changes.first))
+            since.append("First digest here for: " + ", ".join(f"`{escape_mrkdwn(n)}`" for n in changes.first))
         if not changes.any:
             since.append("Nothing changed.")
     unsubscribe = f" · `/mesh digest unsubscribe {schedule}`" if schedule.startswith("s") else ""
-    footer = f"schedule `{_esc(schedule)}` · details in the thread{unsubscribe}"
+    footer = f"schedule `{escape_mrkdwn(schedule)}` · details in the thread{unsubscribe}"
     blocks = [_section(f"*{title}*")] + _sections("\n".join(lines)) + _sections("\n".join(since))
     text = (f"{title}: {len(clusters)} cluster{'s' if len(clusters) != 1 else ''}, {len(changes.new)} new, "
             f"{len(changes.resolved)} resolved, {len(changes.still)} still failing")
@@ -166,8 +170,8 @@ def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
 
 def unreachable(cluster: str, cause: str) -> list[Message]:
     text = f"{cluster}: could not be checked: {cause}"
-    return [Message(text, [_section(f"`{_esc(cluster)}` · *ERROR* could not be checked: "
-                                    f"{_esc(cause)}\nEvery check on it is an error (could not tell).")])]
+    return [Message(text, [_section(f"`{escape_mrkdwn(cluster)}` · *ERROR* could not be checked: "
+                                    f"{escape_mrkdwn(cause)}\nEvery check on it is an error (could not tell).")])]
 
 
 def _changes(label: str, changes: Sequence, at: float) -> list[str]:
@@ -182,7 +186,7 @@ def _changes(label: str, changes: Sequence, at: float) -> list[str]:
             note += f" for {duration(at - c.since)}"
         elif label == "Resolved":
             note = f"was {c.status.upper()}"
-        shown.append(f"    • `{_esc(c.cluster)}` `{c.check}` {note}")
+        shown.append(f"    • `{escape_mrkdwn(c.cluster)}` `{c.check}` {note}")
     if len(changes) > DIGEST_LIST_MAX:
         shown.append(f"    • and {len(changes) - DIGEST_LIST_MAX} more (in the thread)")
     return [f"{label} ({len(changes)}):"] + shown
@@ -237,10 +241,5 @@ def _context(mrkdwn: str) -> ContextBlock:
 
 def _button(label: str, command: str, action_id: str) -> ButtonElement:
     return ButtonElement(text=label, action_id=action_id, value=command[:2000])
-
-
-def _esc(text: str) -> str:
-    # Slack mrkdwn control characters; everything else is shown as typed.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -20,6 +20,8 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from .text import escape_mrkdwn
+
 DEFAULT_HOME = "https://istio.io"
 
 
@@ -287,7 +289,7 @@ def _block(tokens: list[Token], page: str, home: str, marker: str = "") -> Block
 def _escape(text: str, style: str) -> str:
     if style != "mrkdwn":
         return text
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escape_mrkdwn(text)
 
 
 def _render(tokens: list[Token], style: str, page: str, home: str, marker: str = "") -> str:

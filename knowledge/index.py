@@ -20,7 +20,7 @@ from rapidfuzz.distance import DamerauLevenshtein
 
 from . import builtin
 from .guide import DEFAULT_HOME, Block, Fetcher, Section, parse_guide
-from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, stem, terms, words
+from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, escape_mrkdwn, stem, terms, words
 
 THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/README.md
 RELATIVE = 0.6  # further matches must reach this share of the best score
@@ -223,13 +223,14 @@ def builtin_sections() -> list[Section]:
     for e in builtin.ENTRIES:
         blocks = []
         if e.looks_at:
-            blocks.append(Block(f"*What meshbot checks:* {_esc(e.looks_at)}", f"What meshbot checks: {e.looks_at}"))
+            blocks.append(Block(f"*What meshbot checks:* {escape_mrkdwn(e.looks_at)}",
+                                f"What meshbot checks: {e.looks_at}"))
         if e.fix:
-            blocks.append(Block(f"*Fix:* {_esc(e.fix)}", f"Fix: {e.fix}"))
+            blocks.append(Block(f"*Fix:* {escape_mrkdwn(e.fix)}", f"Fix: {e.fix}"))
         if e.commands:
             cmds = "\n".join(e.commands)
             indented = "\n".join("    " + line for line in cmds.split("\n"))
-            blocks.append(Block(f"```\n{_esc(cmds)}\n```", indented, code=(cmds,)))
+            blocks.append(Block(f"```\n{escape_mrkdwn(cmds)}\n```", indented, code=(cmds,)))
         sections.append(
             Section(
                 id=e.section,
@@ -244,10 +245,6 @@ def builtin_sections() -> list[Section]:
             )
         )
     return sections
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) -> list[Section]:
@@ -267,7 +264,7 @@ def _list_children(sections: list[Section]) -> list[Section]:
         children = [c for c in sections if c.parent == s.id]
         if not s.blocks and children:
             block = Block(
-                "\n".join(f"• <{c.url}|{_esc(c.title)}>" for c in children),
+                "\n".join(f"• <{c.url}|{escape_mrkdwn(c.title)}>" for c in children),
                 "\n".join(f"- {c.title}: {c.url}" for c in children),
             )
             s = replace(s, blocks=(block,))
