@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -135,6 +136,27 @@ def worker(env, tmp_path):
     yield start
     for proc in started:
         stop(proc)
+
+
+@pytest.fixture
+def hung_redis():
+    """A Redis that accepts connections and never answers; ``accepted`` is set at the first connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted, held = threading.Event(), []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # closed at teardown
+                return
+            accepted.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+    listener.close()
+    for conn in held:
+        conn.close()
 
 
 @pytest.fixture

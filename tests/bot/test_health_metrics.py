@@ -169,27 +169,6 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit_0(job_in_flight, slack
     assert "warm shut down requested" in Path(proc.log_path).read_text()
 
 
-@pytest.fixture
-def hung_redis():
-    """A Redis that accepts connections and never answers; ``accepted`` is set at the first connection."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted, held = threading.Event(), []
-
-    def accept():
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:  # closed at teardown
-                return
-            accepted.set()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
-    listener.close()
-    for conn in held:
-        conn.close()
-
-
 def test_sigterm_lets_serve_answer_the_request_in_flight_then_exit_0(configure, env, tmp_path, hung_redis):
     redis_url, accepted = hung_redis
     port = free_port()

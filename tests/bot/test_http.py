@@ -78,6 +78,17 @@ def test_redis_down_gets_a_fast_clear_ack_and_enqueues_nothing(configure, serve,
     assert app.http.get(app.base + "/healthz").status_code == 200
 
 
+def test_a_hung_redis_still_gets_an_ack_within_slacks_3_seconds(configure, serve, slack, audit_lines, hung_redis):
+    configure(clusters(), default_cluster="prod")
+    redis_url, accepted = hung_redis  # accepts connections, never answers
+    app = serve(redis_url=redis_url)
+    started = time.monotonic()
+    response = app.post(sr.command("check mixer", slack.response_url))
+    assert time.monotonic() - started < 3
+    assert accepted.is_set() and "can't reach my job queue (Redis)" in response.text
+    assert audit_lines()[-1]["outcome"] == "queue-down"
+
+
 def test_health_and_readiness(configure, serve):
     app = serve()
     assert app.http.get(app.base + "/healthz").status_code == 200
