@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 import redis as redis_lib
 import yaml
@@ -112,6 +113,24 @@ def spawn(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
                                 cwd=Path(__file__).resolve().parents[2])
     proc.log_path = log_path
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(proc: subprocess.Popen, base: str) -> None:
+    """Poll ``base``/healthz until it answers 200; fail at once with the log if ``proc`` died."""
+    def up():
+        assert proc.poll() is None, proc.log_path.read_text()
+        try:
+            return httpx.get(base + "/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    eventually(up, timeout=30)
 
 
 def stop(proc: subprocess.Popen) -> None:

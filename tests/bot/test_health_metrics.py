@@ -4,14 +4,23 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 import slack_requests as sr
-from conftest import CLOSED_REDIS_URL, eventually, finished, parent_posts, replies, spawn, stop
+from conftest import (
+    CLOSED_REDIS_URL,
+    eventually,
+    finished,
+    free_port,
+    parent_posts,
+    replies,
+    spawn,
+    stop,
+    wait_until_healthy,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -35,12 +44,6 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def health_worker(env, tmp_path):
     """Starts a real `meshbot worker --health-port P` process (once the config is written); returns (process, URL)."""
@@ -51,15 +54,7 @@ def health_worker(env, tmp_path):
         proc = spawn(["worker", "--health-port", str(port)], env, tmp_path / "worker.log")
         started.append(proc)
         base = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                return httpx.get(base + "/healthz").status_code == 200
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.log_path.read_text()
-                return False
-
-        eventually(up, timeout=30)
+        wait_until_healthy(proc, base)
         return proc, base
 
     yield start
@@ -175,15 +170,7 @@ def test_sigterm_lets_serve_answer_the_request_in_flight_then_exit_0(configure, 
     proc = spawn(["serve", "--port", str(port)], {**env, "REDIS_URL": redis_url}, tmp_path / "serve.log")
     try:
         base = f"http://127.0.0.1:{port}"
-
-        def up():
-            assert proc.poll() is None, proc.log_path.read_text()
-            try:
-                return httpx.get(base + "/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        eventually(up, timeout=30)
+        wait_until_healthy(proc, base)
         answers = []
         probe = threading.Thread(target=lambda: answers.append(httpx.get(base + "/readyz", timeout=10)))
         probe.start()

@@ -4,7 +4,7 @@ import json
 import time
 
 import slack_requests as sr
-from conftest import eventually
+from conftest import eventually, free_port, spawn, stop, wait_until_healthy
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -220,35 +220,16 @@ def test_no_secret_in_any_log_line_or_reply(configure, serve, slack, env, caplog
         assert not any(s in json.dumps(call.params) for s in secrets)
 
 
-def test_meshbot_serve_process_binds_the_given_host_and_serves_health(configure, env, slack):
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+def test_meshbot_serve_process_binds_the_given_host_and_serves_health(configure, env, slack, tmp_path):
+    port = free_port()
+    proc = spawn(["serve", "--port", str(port)], env, tmp_path / "serve.log")
     try:
-        def healthy():
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read()
-                return False
-
-        eventually(healthy, timeout=30)
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}")
         assert slack.to("auth.test")  # Bolt checked the token at start-up, against SLACK_API_URL
         response = sr.Sender(f"http://127.0.0.1:{port}/slack/events", env["SLACK_SIGNING_SECRET"]).post(
             sr.command("help", slack.response_url))
         assert response.status_code == 200 and "/mesh check TARGET" in response.text
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    stderr = proc.stderr.read().decode()
-    assert '"outcome": "answered"' in stderr and env["SLACK_BOT_TOKEN"] not in stderr
+        stop(proc)
+    log = proc.log_path.read_text()
+    assert '"outcome": "answered"' in log and env["SLACK_BOT_TOKEN"] not in log

@@ -4,7 +4,6 @@ no signing secret, the real Redis, and HTTP for the probes only."""
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import slack_requests as sr
-from conftest import eventually, spawn, stop
+from conftest import eventually, free_port, spawn, stop
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -26,9 +25,7 @@ def socket_serve(env, slack, redis, tmp_path):
     started = []
 
     def start():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         sock = slack.socket_mode()
         proc_env = {**env, "SLACK_APP_TOKEN": "xapp-1-A1-" + secrets.token_hex(12), "SLACK_SIGNING_SECRET": ""}
         proc = spawn(["serve", "--socket", "--port", str(port)], proc_env, tmp_path / f"serve-{len(started)}.log")
