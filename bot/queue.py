@@ -24,7 +24,7 @@ KEEP_SECONDS = 24 * 3600  # a finished job's id blocks duplicates this long; Sla
 
 
 REGISTER_EVERY = 60.0  # seconds; RQ's set of queues (read by `rq info`) may be lost with a Redis restart
-_registered: dict[str, float] = {}  # Redis and queue → when this process last listed it in RQ's set of queues
+_registered: dict[tuple[int, str], float] = {}  # (Redis pool, queue) → when this process last listed it
 
 
 class QueueDown(Exception):
@@ -61,7 +61,7 @@ def submit(q: Queue, payload: dict, key: str) -> tuple[str, bool]:
         q.enqueue(JOB_FUNCTION, payload, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT,
                   retry=Retry(max=RETRIES), on_failure=Callback(ON_FAILURE), result_ttl=KEEP_SECONDS,
                   failure_ttl=KEEP_SECONDS, pipeline=registration)
-        where = f"{q.connection!r} {q.key}"
+        where = (id(q.connection.connection_pool), q.key)  # cheap: this runs on every command
         if time.monotonic() - _registered.get(where, -REGISTER_EVERY) >= REGISTER_EVERY:
             registration.execute()
             _registered[where] = time.monotonic()
