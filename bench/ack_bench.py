@@ -2,7 +2,7 @@
 
     python bench/ack_bench.py [--commands 200] [--concurrency 20] [--rounds 3]
 
-The apps run as their own processes behind the same WSGI server, answer
+The apps run as their own processes behind the same aiohttp server, answer
 signed `/mesh check mixer` commands from this process, and talk to a local
 Slack stand-in and the local Redis (DB 12, flushed). There are two baselines:
 Bolt's default app, and one built with meshbot's own Bolt setting
@@ -45,24 +45,29 @@ MESHBOT, BARE, BARE_IN_THREAD = "meshbot serve", "bare Bolt app", "bare app, pro
 
 
 def bare_server(port: int, process_before_response: bool) -> None:
-    """The baseline: Bolt, the same client and WSGI server, a handler that only acks. Bolt's default app hands
-    the listener to a thread pool and polls for its ack; with ``process_before_response`` it runs the listener
-    in the request's own thread, as meshbot does."""
-    from slack_bolt import App
+    """The baseline: Bolt's AsyncApp with the same client, served the same way, a handler that only acks. By
+    default Bolt runs the listener as a task of its own and polls for its ack every 10 ms; with
+    ``process_before_response`` it runs the listener in the request's own task, as meshbot does."""
+    from slack_bolt.async_app import AsyncApp
 
-    from bot.app import web_client
+    from bot.app import async_web_client
     from bot.config import Secrets
-    from bot.serve import make_http_server, wsgi_app
+    from bot.serve import start_site, web_application
 
     env = Secrets.from_env()
-    app = App(client=web_client(env), signing_secret=env.slack_signing_secret.get_secret_value(),
-              process_before_response=process_before_response)
 
-    @app.command("/mesh")
-    def mesh(ack):
-        ack()
+    async def serve() -> None:
+        app = AsyncApp(client=async_web_client(env), signing_secret=env.slack_signing_secret.get_secret_value(),
+                       process_before_response=process_before_response)
 
-    make_http_server(wsgi_app(app, redis.Redis.from_url(env.redis_url)), "127.0.0.1", port).serve_forever()
+        @app.command("/mesh")
+        async def mesh(ack):
+            await ack()
+
+        await start_site(web_application(app, redis.Redis.from_url(env.redis_url)), "127.0.0.1", port)
+        await asyncio.Event().wait()  # until the bench stops this process
+
+    asyncio.run(serve())
 
 
 def free_port() -> int:

@@ -1,11 +1,17 @@
-"""Build the Bolt app: one client, one desk, the handlers."""
+"""Build the Bolt app (asyncio) and the Slack Web API clients: the worker's (blocking) and the web process's."""
 
 from __future__ import annotations
 
-from slack_bolt import App
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot import metrics
@@ -14,6 +20,14 @@ from bot.config import Config, ConfigurationError, Secrets
 from bot.desk import Desk
 
 SLACK_API_URL = "https://slack.com/api/"
+RATE_LIMIT_RETRIES = 3
+
+
+def _count_failure(api_method: str, exc: Exception) -> None:
+    if isinstance(exc, SlackApiError):  # Slack answered ok: false, or a status slack_sdk gave up retrying
+        metrics.SLACK_ERRORS.labels(api_method, str(exc.response.get("error") or exc.response.status_code)).inc()
+    else:  # could not reach Slack at all, after the connection retries
+        metrics.SLACK_ERRORS.labels(api_method, type(exc).__name__).inc()
 
 
 class MeteredWebClient(WebClient):
@@ -22,57 +36,99 @@ class MeteredWebClient(WebClient):
     def api_call(self, api_method: str, **kwargs):
         try:
             return super().api_call(api_method, **kwargs)
-        except SlackApiError as exc:  # Slack answered ok: false, or a status slack_sdk gave up retrying
-            metrics.SLACK_ERRORS.labels(api_method, str(exc.response.get("error") or exc.response.status_code)).inc()
-            raise
-        except Exception as exc:  # could not reach Slack at all, after the connection retries
-            metrics.SLACK_ERRORS.labels(api_method, type(exc).__name__).inc()
+        except Exception as exc:
+            _count_failure(api_method, exc)
             raise
 
 
-class _CountedRateLimitRetries(RateLimitErrorRetryHandler):
-    def prepare_for_next_attempt(self, **kwargs) -> None:
-        metrics.SLACK_RETRIES.labels("ratelimited").inc()
-        super().prepare_for_next_attempt(**kwargs)
+class MeteredAsyncWebClient(AsyncWebClient):
+    """The web process's AsyncWebClient, counting failed calls the same way."""
+
+    async def api_call(self, api_method: str, **kwargs):
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except Exception as exc:
+            _count_failure(api_method, exc)
+            raise
 
 
-class _CountedConnectionRetries(ConnectionErrorRetryHandler):
-    def prepare_for_next_attempt(self, **kwargs) -> None:
-        metrics.SLACK_RETRIES.labels("connection").inc()
-        super().prepare_for_next_attempt(**kwargs)
+def _counted(handler: type, reason: str) -> type:
+    """slack_sdk's retry ``handler`` (blocking or async), counting each retry it makes."""
+
+    class Counted(handler):
+        def prepare_for_next_attempt(self, **kwargs) -> None:
+            metrics.SLACK_RETRIES.labels(reason).inc()
+            super().prepare_for_next_attempt(**kwargs)
+
+        async def prepare_for_next_attempt_async(self, **kwargs) -> None:
+            metrics.SLACK_RETRIES.labels(reason).inc()
+            await super().prepare_for_next_attempt_async(**kwargs)
+
+    return Counted
+
+
+def _token_and_url(secrets: Secrets) -> tuple[str, str]:
+    if secrets.slack_bot_token is None:
+        raise ConfigurationError("SLACK_BOT_TOKEN is not set")
+    return secrets.slack_bot_token.get_secret_value(), (secrets.slack_api_url or SLACK_API_URL).rstrip("/") + "/"
 
 
 def web_client(secrets: Secrets) -> WebClient:
-    """The Web API client both processes use; 429s wait for Retry-After (off by default in slack_sdk)."""
-    if secrets.slack_bot_token is None:
-        raise ConfigurationError("SLACK_BOT_TOKEN is not set")
-    base_url = (secrets.slack_api_url or SLACK_API_URL).rstrip("/") + "/"
-    return MeteredWebClient(token=secrets.slack_bot_token.get_secret_value(), base_url=base_url,
-                            retry_handlers=[_CountedConnectionRetries(), _CountedRateLimitRetries(max_retry_count=3)])
+    """The worker's client; 429s wait for Retry-After (off by default in slack_sdk)."""
+    token, base_url = _token_and_url(secrets)
+    return MeteredWebClient(token=token, base_url=base_url, retry_handlers=[
+        _counted(ConnectionErrorRetryHandler, "connection")(),
+        _counted(RateLimitErrorRetryHandler, "ratelimited")(max_retry_count=RATE_LIMIT_RETRIES)])
 
 
-def build_app(config: Config, secrets: Secrets, client: WebClient | None = None, redis=None,
-              socket_mode: bool = False) -> App:
-    """The app; ``socket_mode`` apps take no HTTP requests, so they need no signing secret (deploy/ omits it)."""
+def async_web_client(secrets: Secrets) -> AsyncWebClient:
+    """The web process's client, with the same retries. No shared aiohttp session: Bolt deep-copies a lazy
+    listener's context, client included, and a session cannot be copied."""
+    token, base_url = _token_and_url(secrets)
+    return MeteredAsyncWebClient(token=token, base_url=base_url, retry_handlers=[
+        _counted(AsyncConnectionErrorRetryHandler, "connection")(),
+        _counted(AsyncRateLimitErrorRetryHandler, "ratelimited")(max_retry_count=RATE_LIMIT_RETRIES)])
+
+
+async def build_app(config: Config, secrets: Secrets, client: AsyncWebClient | None = None, redis=None,
+                    socket_mode: bool = False) -> AsyncApp:
+    """The app; ``socket_mode`` apps take no HTTP requests, so they need no signing secret (deploy/ omits it).
+
+    The token is checked with auth.test now, so a wrong one fails at start-up rather than at the first
+    command, and that answer then authorizes every request (Bolt would otherwise call auth.test again
+    inside the first ack)."""
     if secrets.slack_signing_secret is None and not socket_mode:
         raise ConfigurationError("SLACK_SIGNING_SECRET is not set")
     signing_secret = secrets.slack_signing_secret.get_secret_value() if secrets.slack_signing_secret else None
-    # App() calls auth.test now: a wrong token fails at start-up, not at the first command.
-    # process_before_response: the slash command's ack is computed in the request's own thread, so the
-    # answer does not wait on Bolt's 10 ms polling for a listener thread; handlers/ runs Slack calls lazily.
-    app = App(client=client or web_client(secrets), signing_secret=signing_secret,
-              request_verification_enabled=signing_secret is not None, process_before_response=True)
+    client = client or async_web_client(secrets)
+    try:
+        identity = AuthorizeResult.from_auth_test_response(auth_test_response=await client.auth_test(),
+                                                           bot_token=client.token)
+    except SlackApiError as exc:
+        raise ConfigurationError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
+
+    async def authorize() -> AuthorizeResult:
+        return identity
+
+    # Given `authorize`, Bolt takes the token from its answer: the app's client is built without one.
+    app_client = MeteredAsyncWebClient(base_url=client.base_url, timeout=client.timeout,
+                                       headers=client.headers, retry_handlers=client.retry_handlers)
+    # process_before_response: the slash command's ack is computed in the request's own task, so the
+    # answer does not wait on Bolt's 10 ms polling for the listener; handlers/ calls Slack lazily.
+    app = AsyncApp(client=app_client, authorize=authorize, signing_secret=signing_secret,
+                   request_verification_enabled=signing_secret is not None, process_before_response=True)
     redis = redis if redis is not None else jobqueue.connect(secrets.redis_url)
 
     @app.middleware
-    def metered_client(context, next):
-        # Bolt gives each request a plain WebClient made from the app's; make it a counting one (same settings).
+    async def metered_client(context, next):
+        # Bolt gives each request a plain AsyncWebClient made from the app's; make it a counting one.
         plain = context.client
-        context["client"] = MeteredWebClient(
+        context["client"] = MeteredAsyncWebClient(
             token=plain.token, base_url=plain.base_url, timeout=plain.timeout, ssl=plain.ssl, proxy=plain.proxy,
-            headers=plain.headers, team_id=context.team_id, logger=plain.logger, retry_handlers=plain.retry_handlers)
+            headers=plain.headers, team_id=context.team_id, logger=plain.logger,
+            retry_handlers=plain.retry_handlers)
         context.pop("say", None)  # Bolt made say() with the plain client while calling this; it is made again on use
-        next()
+        await next()
 
     handlers.register_all(app, Desk(config, jobqueue.queue(redis)))
     return app

@@ -103,14 +103,14 @@ class Demo:
             queue_line = f"embedded (no Redis answered at {_describe(jobqueue.connect(redis_url))})"
 
         from bot.app import build_app
-        from bot.serve import make_http_server, wsgi_app
+        from bot.serve import BackgroundServer, web_application
 
-        app = build_app(load_config(), Secrets.from_env(), redis=self.redis)
-        server = make_http_server(wsgi_app(app, self.redis), "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        stack.callback(server.server_close)
-        stack.callback(server.shutdown)
-        self.events_url = f"http://127.0.0.1:{server.server_port}/slack/events"
+        async def application():
+            return web_application(await build_app(load_config(), Secrets.from_env(), redis=self.redis), self.redis)
+
+        server = BackgroundServer(application)
+        stack.callback(server.stop)
+        self.events_url = f"http://127.0.0.1:{server.port}/slack/events"
         self.http = stack.enter_context(httpx.Client(timeout=10))
         log.info("demo ready: cluster at %s, queue %s", sim.url, queue_line)
         self.term.banner(f"meshbot demo. The cluster `{CLUSTER}` is simulated: {sim.scenario.description}.\n"

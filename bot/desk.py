@@ -2,15 +2,14 @@
 
 Handlers call it for typed commands, clicks and mentions alike, so access
 control, de-duplication and the audit line happen in one place. It does only
-fast things (Redis calls with a 1 s timeout), because Slack waits for the ack.
+fast things (Redis calls with a 1 s timeout, and none for a while after one failed), because
+Slack waits for the ack.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import redis as redis_lib
 
 from bot import access, audit, schedules
 from bot import queue as jobqueue
@@ -49,6 +48,7 @@ class Desk:
         self.config = config
         self.queue = q
         self.catalogue = catalogue or Catalogue.load()
+        self.breaker = jobqueue.Breaker()  # every Redis call below goes through it
 
     def parse(self, text: str) -> grammar.Request:
         return grammar.parse(text, self.catalogue.targets, self.config.clusters.keys())
@@ -70,8 +70,9 @@ class Desk:
             case grammar.DigestListRequest() | grammar.DigestNowRequest() | grammar.DigestSubscribeRequest() | \
                     grammar.DigestUnsubscribeRequest():
                 try:
-                    return self._digest(request, origin, key)
-                except redis_lib.RedisError:
+                    with self.breaker:
+                        return self._digest(request, origin, key)
+                except jobqueue.QueueDown:
                     audit.record(origin, "digest", "queue-down")
                     return Reply(QUEUE_DOWN)
             case grammar.Invalid(message=message):
@@ -189,7 +190,8 @@ class Desk:
     def _enqueue(self, payload: dict, origin: Origin, key: str, what: str, reply: str) -> Reply:
         payload["origin"] = origin.to_json()
         try:
-            job_id, new = jobqueue.submit(self.queue, payload, key)
+            with self.breaker:
+                job_id, new = jobqueue.submit(self.queue, payload, key)
         except jobqueue.QueueDown:
             audit.record(origin, what, "queue-down")
             return Reply(QUEUE_DOWN)

@@ -126,16 +126,20 @@ def _handler(stub: SlackStub):
         def log_message(self, *args):
             pass
 
+        def do_GET(self):  # Slack takes read methods' arguments in the query string too
+            self.do_POST()
+
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             text = raw.decode("utf-8", "replace")
             headers = dict(self.headers.items())
             if self.path.startswith("/api/"):
-                method = self.path[len("/api/"):].split("?")[0]
+                method, _, query = self.path[len("/api/"):].partition("?")
                 if "json" in headers.get("Content-Type", ""):
                     params = json.loads(text or "{}")
                 else:
                     params = dict(parse_qsl(text))
+                params.update(parse_qsl(query))
                 call = Call(method, params, headers, text)
                 stub._record(call)
                 status, extra, body = stub._answer(method, params)

@@ -18,8 +18,6 @@ and /metrics (bot.metrics explains why the worker keeps its metrics in files).
 from __future__ import annotations
 
 import logging
-import threading
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from rq import Worker
 from rq.serializers import JSONSerializer
@@ -58,18 +56,15 @@ def main(args) -> int:
     if args.health_port:
         # Its own connection with the short timeout: a probe must not wait on the worker's 30 s one.
         server = _serve_health(jobqueue.connect(secrets.redis_url), args.health_host, args.health_port)
-        log.info("health and metrics on http://%s:%s/healthz", args.health_host, server.server_port)
+        log.info("health and metrics on http://%s:%s/healthz", args.health_host, server.port)
     build_worker(connection).work(burst=args.burst, logging_level="INFO")
     return 0
 
 
-def _serve_health(connection, host: str, port: int) -> WSGIServer:
-    from bot.serve import wsgi_app
+def _serve_health(connection, host: str, port: int):
+    from bot.serve import BackgroundServer, web_application
 
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
+    async def application():
+        return web_application(None, connection)
 
-    server = make_server(host, port, wsgi_app(None, connection), server_class=WSGIServer, handler_class=Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return BackgroundServer(application, host, port)

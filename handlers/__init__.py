@@ -16,51 +16,52 @@ RUN_ACTION = re.compile(r"^meshbot_run")  # bot.render.RUN_ACTION and its suffix
 MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 
 
-def _ack(ack):
-    ack()
+async def _ack(ack):
+    await ack()
 
 
 def register_all(app, desk) -> None:
-    """The app runs with process_before_response: a slash command is answered in its own request
-    (desk.handle only touches Redis); anything that calls Slack back runs lazily, after the ack."""
+    """``app`` is an AsyncApp run with process_before_response: a slash command is answered in its own
+    request's task, calling desk.handle inline (it only makes quick Redis calls, and none while Redis is
+    failing); anything that calls Slack back runs lazily, after the ack."""
 
     @app.command("/mesh")
-    def mesh(ack, command):
+    async def mesh(ack, command):
         origin = Origin("command", command["user_id"], command["channel_id"], command.get("user_name", ""),
                         command.get("channel_name", ""), command.get("team_id", ""))
         # trigger_id is unique per invocation: a re-delivery of the same command finds its first job.
         reply = desk.handle(desk.parse(command.get("text", "")), origin, "command:" + command["trigger_id"])
-        ack(reply.text)  # ephemeral: only the asker sees it
+        await ack(reply.text)  # ephemeral: only the asker sees it
 
-    def click(body, action, respond):
+    async def click(body, action, respond):
         channel = body.get("channel") or {}
         origin = Origin("click", body["user"]["id"], channel.get("id", ""), body["user"].get("username", ""),
                         channel.get("name", ""), (body.get("team") or {}).get("id", ""))
         reply = desk.handle(desk.parse(action["value"]), origin, "click:" + body["trigger_id"])
-        respond(text=reply.text, response_type="ephemeral", replace_original=False)
+        await respond(text=reply.text, response_type="ephemeral", replace_original=False)
 
     app.action(RUN_ACTION)(ack=_ack, lazy=[click])
 
-    def mention(body, event, say):
+    async def mention(body, event, say):
         origin = _event_origin("mention", body, event)
         text = MENTION.sub("", event.get("text", "")).strip()
         first = text.split()[0].lower() if text else "help"
         request = desk.parse(text) if first in VERBS else AskRequest(text)
         reply = desk.handle(request, origin, "event:" + body["event_id"])
         if reply.job is None:  # nothing queued: the reply is the whole answer
-            say(text=reply.text, thread_ts=origin.thread_ts)
+            await say(text=reply.text, thread_ts=origin.thread_ts)
 
     app.event("app_mention")(ack=_ack, lazy=[mention])
     names: dict[str, str] = {}  # channel id → name, for incident.channel_prefix
 
-    def message(body, event, context, client):
+    async def message(body, event, context, client):
         if not desk.incident_mode or event.get("subtype") or event.get("bot_id") or not event.get("user"):
             return  # edits, joins, bots (and so ourselves) are never answered
         if context.bot_user_id and f"<@{context.bot_user_id}>" in event.get("text", ""):
             return  # a mention: app_mention answers it
         channel = event["channel"]
         if channel not in names and desk.config.incident.channel_prefix:
-            names[channel] = client.conversations_info(channel=channel)["channel"].get("name", "")
+            names[channel] = (await client.conversations_info(channel=channel))["channel"].get("name", "")
         if desk.is_incident_channel(channel, names.get(channel, "")) and event.get("text", "").strip():
             desk.handle(AskRequest(event["text"].strip()), _event_origin("incident", body, event),
                         "event:" + body["event_id"])

@@ -21,7 +21,7 @@ from slack_requests import Sender
 from bot import queue as jobqueue
 from bot.app import build_app
 from bot.config import Secrets, load_config
-from bot.serve import make_http_server, wsgi_app
+from bot.serve import BackgroundServer, web_application
 from bot.slackstub import SlackStub
 
 REDIS_DB = 11  # tests/bot's DB, flushed around every test; a module may take another with @pytest.mark.redis_db(N)
@@ -91,18 +91,20 @@ def serve(env, slack, redis):
     def start(redis_url: str | None = None) -> Sender:
         secrets_ = Secrets.from_env({**env, "REDIS_URL": redis_url or env["REDIS_URL"]})
         connection = jobqueue.connect(secrets_.redis_url)
-        app = build_app(load_config(env["MESHBOT_CONFIG"]), secrets_, redis=connection)
-        server = make_http_server(wsgi_app(app, connection), "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        async def application():
+            return web_application(await build_app(load_config(env["MESHBOT_CONFIG"]), secrets_, redis=connection),
+                                   connection)
+
+        server = BackgroundServer(application)
         servers.append(server)
-        sender = Sender(f"http://127.0.0.1:{server.server_port}/slack/events", env["SLACK_SIGNING_SECRET"])
-        sender.base = f"http://127.0.0.1:{server.server_port}"
+        sender = Sender(f"http://127.0.0.1:{server.port}/slack/events", env["SLACK_SIGNING_SECRET"])
+        sender.base = f"http://127.0.0.1:{server.port}"
         return sender
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def spawn(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:

@@ -1,5 +1,6 @@
 """The bot's own health: probes, Prometheus metrics, JSON logs, and a worker's warm shutdown on SIGTERM."""
 
+import asyncio
 import json
 import logging
 import os
@@ -209,4 +210,4 @@ def test_json_logs_carry_fields_and_never_a_secret(monkeypatch):
 def test_socket_mode_needs_no_signing_secret(slack):
     secrets = Secrets(slack_bot_token="xoxb-test", slack_app_token="xapp-test", slack_api_url=slack.api_url,
                       redis_url=CLOSED_REDIS_URL)
-    assert build_app(Config(), secrets, socket_mode=True) is not None
+    assert asyncio.run(build_app(Config(), secrets, socket_mode=True)) is not None

@@ -50,3 +50,25 @@ def test_an_unreachable_redis_is_queue_down_not_a_crash():
 def test_connect_uses_short_timeouts_so_an_ack_never_waits_on_a_hung_redis():
     kwargs = jobqueue.connect("redis://127.0.0.1:6379/0").connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 1.0
+
+
+def test_the_breaker_refuses_at_once_after_a_failure_and_tries_again_after_its_rest(redis):
+    now = [100.0]
+    breaker = jobqueue.Breaker(rest=5, clock=lambda: now[0])
+    down, up = jobqueue.queue(jobqueue.connect(CLOSED_REDIS_URL)), jobqueue.queue(redis)
+    with pytest.raises(jobqueue.QueueDown), breaker:
+        jobqueue.submit(down, dict(PAYLOAD), "command:trig.1")
+    now[0] += 4.9
+    with pytest.raises(jobqueue.QueueDown, match="not trying Redis again yet"), breaker:
+        jobqueue.submit(up, dict(PAYLOAD), "command:trig.2")
+    assert up.job_ids == []  # refused without calling Redis, which is up again
+    now[0] += 0.2
+    with breaker:
+        jobqueue.submit(up, dict(PAYLOAD), "command:trig.3")
+    assert up.job_ids == [jobqueue.job_id_for("command:trig.3")]
+
+
+def test_the_breaker_turns_any_redis_error_into_queue_down():
+    breaker = jobqueue.Breaker()
+    with pytest.raises(jobqueue.QueueDown), breaker:
+        jobqueue.connect(CLOSED_REDIS_URL).ping()

@@ -53,7 +53,7 @@ def test_command_over_socket_mode_is_acked_on_the_socket_and_enqueues_one_job(co
     configure({"prod": {"kubeconfig": "/nonexistent"}}, default_cluster="prod")
     proc, sock, base = socket_serve()
     # Socket URLs come from apps.connections.open, asked with the app-level token (the bot token is for the rest).
-    # websocket-client's monitor may ask for a second URL before the first socket is up.
+    # The first URL is asked for before connecting (a refused token must stop start-up, see bot/serve.py).
     opened = slack.to("apps.connections.open")
     assert opened and {c.headers["Authorization"] for c in opened} == {f"Bearer {proc.app_token}"}
 
@@ -91,8 +91,7 @@ def test_socket_mode_reconnects_when_slack_refreshes_the_connection(configure, s
     _, sock, _ = socket_serve()
     urls, hellos = len(slack.to("apps.connections.open")), sock.hellos
     sock.disconnect("refresh_requested")
-    # a new URL, a new connection with its hello; the old one is closed (slack_sdk's built-in client reads
-    # the new connection only once it has closed the old one, up to 3 s later: see bot/serve.py)
+    # a new URL, a new connection with its hello, and the old one closed
     sock.wait_for(lambda s: s.hellos == hellos + 1 and s.connected == 1, timeout=10)
     assert len(slack.to("apps.connections.open")) > urls
     ack = sock.ack(sock.push(envelope(sr.click("check mixer on prod", slack.response_url))))
