@@ -2,11 +2,12 @@
 
     python bench/ack_bench.py [--commands 200] [--concurrency 20] [--rounds 3]
 
-The apps run as their own processes behind the same aiohttp server, answer
+The apps run as their own processes (the async ones behind the same aiohttp server), answer
 signed `/mesh check mixer` commands from this process, and talk to a local
-Slack stand-in and the local Redis (DB 12, flushed). There are two baselines:
-Bolt's default app, and one built with meshbot's own Bolt setting
-(process_before_response), which shows what meshbot's own work costs.
+Slack stand-in and the local Redis (DB 12, flushed). There are three baselines:
+Bolt's default AsyncApp; one built with meshbot's own Bolt setting
+(process_before_response), which shows what meshbot's own work costs; and Bolt's
+blocking App with a thread per request, the baseline of the earlier figures.
 Rounds alternate between the apps so drift hits all. Then the time from a command to its finished
 thread is measured with a real `meshbot worker` on simulated clusters.
 """
@@ -42,6 +43,8 @@ from bot.slackstub import SlackStub  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 MESHBOT, BARE, BARE_IN_THREAD = "meshbot serve", "bare Bolt app", "bare app, process_before_response"
+BARE_THREADED = "bare blocking Bolt app, thread per request"
+BASELINES = {BARE: "--bare-server", BARE_IN_THREAD: "--bare-server-in-thread", BARE_THREADED: "--bare-threaded-server"}
 
 
 def bare_server(port: int, process_before_response: bool) -> None:
@@ -68,6 +71,44 @@ def bare_server(port: int, process_before_response: bool) -> None:
         await asyncio.Event().wait()  # until the bench stops this process
 
     asyncio.run(serve())
+
+
+def bare_threaded_server(port: int) -> None:
+    """The baseline the earlier figures used: Bolt's blocking App with its defaults, a thread per request
+    (the standard library's threading WSGI server), as meshbot itself was served before it moved to asyncio."""
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from slack_bolt import App
+    from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+    from bot.app import web_client
+    from bot.config import Secrets
+
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    env = Secrets.from_env()
+    app = App(client=web_client(env), signing_secret=env.slack_signing_secret.get_secret_value())
+
+    @app.command("/mesh")
+    def mesh(ack):
+        ack()
+
+    slack = SlackRequestHandler(app)
+
+    def application(environ, start_response):
+        if environ["PATH_INFO"] == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        return slack(environ, start_response)
+
+    make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet).serve_forever()
 
 
 def free_port() -> int:
@@ -174,11 +215,10 @@ def main() -> int:
            "SLACK_API_URL": slack.api_url, "REDIS_URL": REDIS_URL, "MESHBOT_CONFIG": str(work / "meshbot.yaml")}
     Path(env["MESHBOT_CONFIG"]).write_text(yaml.safe_dump({"clusters": {"prod": {}}, "default_cluster": "prod"}))
 
-    ports = {name: free_port() for name in (MESHBOT, BARE, BARE_IN_THREAD)}
-    procs = [start([sys.executable, "-m", "bot.cli", "serve", "--port", str(ports[MESHBOT])], env, ports[MESHBOT]),
-             start([sys.executable, __file__, "--bare-server", str(ports[BARE])], env, ports[BARE]),
-             start([sys.executable, __file__, "--bare-server-in-thread", str(ports[BARE_IN_THREAD])], env,
-                   ports[BARE_IN_THREAD])]
+    ports = {name: free_port() for name in (MESHBOT, *BASELINES)}
+    procs = [start([sys.executable, "-m", "bot.cli", "serve", "--port", str(ports[MESHBOT])], env, ports[MESHBOT])]
+    procs += [start([sys.executable, __file__, flag, str(ports[name])], env, ports[name])
+              for name, flag in BASELINES.items()]
     latencies: dict[str, list[float]] = {name: [] for name in ports}
     try:
         for port in ports.values():  # warm-up, not counted
@@ -200,7 +240,7 @@ def main() -> int:
     for name, values in latencies.items():
         print(f"| {name} | {len(values)} | {statistics.median(values):.1f} | {pct(values, 99):.1f} "
               f"| {max(values):.1f} |")
-    for baseline in (BARE, BARE_IN_THREAD):
+    for baseline in BASELINES:
         print(f"p99 ratio meshbot / {baseline}: {pct(latencies[MESHBOT], 99) / pct(latencies[baseline], 99):.2f}")
     print(f"jobs enqueued by meshbot: {queued}")
 
@@ -215,7 +255,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1].startswith("--bare-server"):
+    if len(sys.argv) == 3 and sys.argv[1] == "--bare-threaded-server":
+        bare_threaded_server(int(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1].startswith("--bare-server"):
         bare_server(int(sys.argv[2]), process_before_response=sys.argv[1] == "--bare-server-in-thread")
     else:
         sys.exit(main())
