@@ -238,3 +238,12 @@ def test_meshbot_serve_process_binds_the_given_host_and_serves_health(configure,
         stop(proc)
     log = proc.log_path.read_text()
     assert '"outcome": "answered"' in log and env["SLACK_BOT_TOKEN"] not in log
+
+
+def test_a_bot_token_slack_refuses_stops_start_up_with_one_clear_line(configure, env, slack, tmp_path):
+    slack.fail("auth.test", status=200, error="invalid_auth")
+    proc = spawn(["serve", "--port", str(free_port())], env, tmp_path / "serve.log")
+    assert proc.wait(30) == 2
+    log = proc.log_path.read_text()
+    assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in log
+    assert "Traceback" not in log and env["SLACK_BOT_TOKEN"] not in log
