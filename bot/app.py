@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
@@ -21,6 +23,17 @@ from bot.desk import Desk
 
 SLACK_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 3
+
+
+class _SameTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and warns that the client given wins over it.
+    Both hold the same token, so the warning would only puzzle whoever reads the start-up log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_SameTokenWarning())
 
 
 def _count_failure(api_method: str, exc: Exception) -> None:

@@ -1,11 +1,11 @@
 """Structured logs: one JSON object a line on stderr, for every meshbot process.
 
 `configure()` is the one place a process sets up logging (serve, worker, scheduler
-and demo call it). A record's ``fields``
-(``extra={"fields": {...}}``) become top-level keys, which is how the audit line
-stays one flat object. Secrets never reach the output: the formatter replaces the
-values of the secret environment variables, and anything shaped like a Slack
-token, wherever they appear (a URL in an exception, a repr of a request).
+and demo call it). A record's ``fields`` (``extra={"fields": {...}}``) become
+top-level keys, which is how the audit line stays one flat object. Secrets never
+reach the output: the formatter replaces the values of the secret environment
+variables, anything shaped like a Slack token, and the tickets of Socket Mode
+URLs, wherever they appear (a URL in an exception, a repr of a request).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 SECRET_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
 TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
+SOCKET_TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"']+")  # a Socket Mode URL lets whoever holds it connect
 REDACTED = "[redacted]"
 
 
@@ -45,7 +46,7 @@ class JsonFormatter(logging.Formatter):
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        return TOKEN.sub(REDACTED, text)
+        return SOCKET_TICKET.sub(REDACTED, TOKEN.sub(REDACTED, text))
 
     def _scrub(self, value):
         if isinstance(value, dict):

@@ -31,12 +31,17 @@ class QueueDown(Exception):
     """Redis did not answer; nothing was enqueued."""
 
 
-class Breaker:
-    """Once Redis has failed, refuse at once for ``rest`` seconds instead of trying again.
+class QueueResting(QueueDown):
+    """Redis was not even tried: it failed a moment ago (see Breaker)."""
 
-    The web process calls Redis on its event loop (it is a fast local round trip), so a Redis that
-    hangs would hold every other ack for the client timeout, one request after another. Used as
-    ``with breaker:`` around Redis calls; any Redis failure inside comes out as QueueDown.
+
+class Breaker:
+    """Once Redis could not be reached, refuse at once for ``rest`` seconds instead of trying again.
+
+    The web process calls Redis on its event loop (a fast local round trip), so a Redis that hangs
+    would hold every other ack for the client timeout, one request after another. Used as
+    ``with breaker:`` around Redis calls; any Redis error inside comes out as QueueDown, and only
+    a connection failure or a timeout starts a rest (an error Redis answered with is not an outage).
     """
 
     def __init__(self, rest: float = 5.0, clock=time.monotonic):
@@ -45,13 +50,16 @@ class Breaker:
 
     def __enter__(self) -> None:
         if self.clock() < self.resting_until:
-            raise QueueDown(f"not trying Redis again yet: it failed less than {self.rest:g} s ago")
+            raise QueueResting(f"not trying Redis again yet: it failed less than {self.rest:g} s ago")
 
     def __exit__(self, kind, exc, traceback) -> bool:
-        if isinstance(exc, (redis.RedisError, QueueDown)):
+        if isinstance(exc, QueueResting):  # an inner refusal: the rest it reports is already running
+            return False
+        cause = exc.__cause__ if isinstance(exc, QueueDown) else exc
+        if isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
             self.resting_until = self.clock() + self.rest
-            if isinstance(exc, redis.RedisError):
-                raise QueueDown(str(exc)) from None
+        if isinstance(exc, redis.RedisError):
+            raise QueueDown(str(exc)) from exc
         return False
 
 
@@ -92,7 +100,7 @@ def submit(q: Queue, payload: dict, key: str) -> tuple[str, bool]:
     except DuplicateJobError:
         return job_id, False
     except redis.RedisError as exc:
-        raise QueueDown(str(exc)) from None
+        raise QueueDown(str(exc)) from exc
     finally:
         registration.reset()
     return job_id, True

@@ -30,7 +30,7 @@ from bot.config import ConfigurationError, Secrets, load_config
 
 log = logging.getLogger("meshbot.serve")
 EVENTS_PATH = "/slack/events"
-DRAIN_SECONDS = 10  # on SIGTERM, how long requests and lazy listeners in flight may take to finish
+DRAIN_SECONDS = 10  # on SIGTERM, how long requests and lazy listeners in flight may take to finish, in all
 
 
 def web_application(bolt_app, redis, connected: Callable[[], Awaitable[bool]] | None = None) -> web.Application:
@@ -73,7 +73,8 @@ async def _not_ready(redis, connected) -> str | None:
 
 async def start_site(application: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve ``application`` on host:port (0: any free port); returns the runner and the port bound."""
-    runner = web.AppRunner(application, access_log=None, shutdown_timeout=DRAIN_SECONDS)
+    # aiohttp waits up to shutdown_timeout for handlers, then as long again for the cancelled ones.
+    runner = web.AppRunner(application, access_log=None, shutdown_timeout=DRAIN_SECONDS / 4)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=128).start()  # a burst of 20 commands must not be refused
     return runner, runner.addresses[0][1]
@@ -86,7 +87,8 @@ class BackgroundServer:
     def __init__(self, make: Callable[[], Awaitable[web.Application]], host: str = "127.0.0.1", port: int = 0):
         self.loop = asyncio.new_event_loop()
         started: concurrent.futures.Future = concurrent.futures.Future()
-        threading.Thread(target=self._run, args=(make, host, port, started), daemon=True).start()
+        self.thread = threading.Thread(target=self._run, args=(make, host, port, started), daemon=True)
+        self.thread.start()
         self.runner, self.port = started.result(60)
 
     def _run(self, make, host, port, started) -> None:
@@ -99,8 +101,14 @@ class BackgroundServer:
             started.set_result(self.loop.run_until_complete(start()))
         except BaseException as exc:  # noqa: BLE001 - handed to the constructor, which raises it
             started.set_exception(exc)
-            return
-        self.loop.run_forever()
+        else:
+            self.loop.run_forever()
+        leftover = asyncio.all_tasks(self.loop)  # e.g. a lazy listener still replying when a test ended
+        for task in leftover:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
 
     def call(self, coroutine, timeout: float = 30):
         """Run ``coroutine`` on the server's loop and return its result."""
@@ -110,6 +118,7 @@ class BackgroundServer:
         if self.loop.is_running():
             self.call(self.runner.cleanup())
             self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
 
 
 def main(args) -> int:
@@ -121,28 +130,51 @@ def main(args) -> int:
 
 
 async def _serve(config, secrets: Secrets, args) -> int:
-    redis = jobqueue.connect(secrets.redis_url)
+    loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    # SIGTERM (a rollout, a scale-down): stop accepting, answer the requests in flight, exit 0.
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    starting = asyncio.ensure_future(_start(config, secrets, args))
+    stop_asked = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({starting, stop_asked}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # SIGTERM while Slack is slow or unreachable: nothing taken yet, nothing to finish
+        starting.cancel()
+        log.info("stopped before start-up finished")
+        return 0
+    runner, socket = starting.result()
+    await stop_asked
+    log.info("stopping: finishing what is in flight")
+    # SIGTERM (a rollout, a scale-down): take nothing new, finish what was taken, exit 0; all within
+    # DRAIN_SECONDS, well inside Kubernetes' default grace period of 30 s.
+    deadline = loop.time() + DRAIN_SECONDS
+    if socket:
+        _stop_reading(socket)
+    await runner.cleanup()  # stops accepting and waits for the requests in flight
+    await _finish_in_flight(deadline, socket)
+    if socket:
+        await socket.close_async()
+    log.info("stopped")
+    return 0
+
+
+async def _start(config, secrets: Secrets, args):
+    """Build the app, bind the port, connect Socket Mode; returns the runner and the handler (None over HTTP)."""
+    redis = jobqueue.connect(secrets.redis_url)
     app = await build_app(config, secrets, redis=redis, socket_mode=args.socket)
     socket = _socket_mode_handler(app, secrets) if args.socket else None
     application = (web_application(None, redis, connected=socket.client.is_connected) if socket
                    else web_application(app, redis))
     runner, port = await start_site(application, args.host, args.port)
     _freeze_startup_objects()
-    if socket:
-        await _connect(socket)
-        log.info("Socket Mode; health on http://%s:%s/healthz", args.host, port)
-    else:
+    if not socket:
         log.info("serving http://%s:%s%s", args.host, port, EVENTS_PATH)
-    await stopping.wait()
-    if socket:
+        return runner, None
+    try:
+        await _connect(socket)
+    except BaseException:  # refused, or cancelled by SIGTERM: close its aiohttp session on the way out
         await socket.close_async()
-    await runner.cleanup()  # waits for the requests in flight
-    await _drain_lazy_listeners()
-    log.info("stopped")
-    return 0
+        raise
+    log.info("Socket Mode; health on http://%s:%s/healthz", args.host, port)
+    return runner, socket
 
 
 def _socket_mode_handler(app, secrets: Secrets):
@@ -163,11 +195,29 @@ async def _connect(handler) -> None:
     await handler.connect_async()
 
 
-async def _drain_lazy_listeners() -> None:
-    # A click's or a mention's reply runs as a task after its ack: let those in flight finish.
-    pending = asyncio.all_tasks() - {asyncio.current_task()}
+def _stop_reading(handler) -> None:
+    """Read no more envelopes, but keep the socket open: those already read still need their acks sent."""
+    client = handler.client
+    client.auto_reconnect_enabled = client.default_auto_reconnect_enabled = False
+    for task in (client.message_receiver, client.current_session_monitor):
+        if task is not None:
+            task.cancel()
+
+
+async def _finish_in_flight(deadline: float, socket=None) -> None:
+    """Wait, until ``deadline``, for the tasks still running: listeners of envelopes already read, and the lazy
+    listeners (a click's or a mention's reply) that run after their ack."""
+    loop = asyncio.get_running_loop()
+    forever = {asyncio.current_task()} | ({socket.client.message_processor} if socket else set())
+    while True:
+        pending = asyncio.all_tasks() - forever
+        unread = socket is not None and not socket.client.message_queue.empty()
+        left = deadline - loop.time()
+        if not (pending or unread) or left <= 0:
+            break
+        await asyncio.wait(pending, timeout=min(left, 0.05)) if pending else await asyncio.sleep(0.01)
     if pending:
-        await asyncio.wait(pending, timeout=DRAIN_SECONDS)
+        log.warning("stopping with %d task(s) unfinished after %s s", len(pending), DRAIN_SECONDS)
 
 
 def _freeze_startup_objects() -> None:

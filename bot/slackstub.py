@@ -39,6 +39,7 @@ class SlackStub:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.calls: list[Call] = []
         self.failures: dict[str, list[tuple[int, dict, dict]]] = {}
+        self.gates: dict[str, threading.Event] = {}  # see hold()
         self.channel_names: dict[str, str] = {}
         # Told of each call and the answer it gets, before the caller has that answer.
         self.listeners: list[Callable[[Call, dict], None]] = []
@@ -71,6 +72,12 @@ class SlackStub:
         """The next ``times`` calls of ``method`` get ``status`` (429 with Retry-After, or an error body)."""
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         self.failures.setdefault(method, []).extend([(status, headers, {"ok": False, "error": error})] * times)
+
+    def hold(self, method: str) -> threading.Event:
+        """Calls of ``method`` (or "response_url") are recorded, then left unanswered until the returned event
+        is set: a Slack call in flight, for as long as a test needs."""
+        self.gates[method] = threading.Event()
+        return self.gates[method]
 
     def to(self, method: str) -> list[Call]:
         with self._changed:
@@ -142,6 +149,7 @@ def _handler(stub: SlackStub):
                 params.update(parse_qsl(query))
                 call = Call(method, params, headers, text)
                 stub._record(call)
+                self._wait_at_gate(method)
                 status, extra, body = stub._answer(method, params)
                 self._tell(call, body)
                 self._send(status, extra, json.dumps(body).encode(), "application/json")
@@ -150,8 +158,14 @@ def _handler(stub: SlackStub):
                 params = json.loads(text) if kind == "response_url" and text else {"bytes": len(raw)}
                 call = Call(kind, params, headers, text)
                 stub._record(call)
+                self._wait_at_gate(kind)
                 self._tell(call, {"ok": True})
                 self._send(200, {}, b"OK", "text/plain")
+
+        def _wait_at_gate(self, method):
+            gate = stub.gates.get(method)
+            if gate is not None:
+                gate.wait(60)
 
         def _tell(self, call, answer):
             for listener in stub.listeners:

@@ -135,6 +135,25 @@ def wait_until_healthy(proc: subprocess.Popen, base: str) -> None:
     eventually(up, timeout=30)
 
 
+def sigterm_waits_for(proc: subprocess.Popen, gate: threading.Event) -> None:
+    """SIGTERM ``proc`` while a Slack call it made is held at ``gate`` (SlackStub.hold): it must wait for that
+    call's answer, then exit 0, saying "stopped" only after the answer was let go."""
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    eventually(lambda: "stopping" in proc.log_path.read_text())
+    assert proc.poll() is None, proc.log_path.read_text()  # still waiting on the held call
+    released = time.time()
+    gate.set()
+    assert proc.wait(15) == 0
+    lines = [json.loads(line) for line in proc.log_path.read_text().splitlines() if line.startswith("{")]
+    [stopped] = [line["ts"] for line in lines if line.get("msg") == "stopped"]
+    assert datetime.strptime(stopped, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp() >= released - 0.001
+    assert not [line for line in lines if line["level"] in ("warning", "error")]
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -160,8 +179,9 @@ def worker(env, tmp_path):
 
 
 @pytest.fixture
-def hung_redis():
-    """A Redis that accepts connections and never answers; ``accepted`` is set at the first connection."""
+def hung_server():
+    """A loopback TCP server that accepts connections and never answers: yields (port, accepted), where
+    ``accepted`` is set at the first connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     accepted, held = threading.Event(), []
 
@@ -174,10 +194,17 @@ def hung_redis():
             accepted.set()
 
     threading.Thread(target=accept, daemon=True).start()
-    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0", accepted
+    yield listener.getsockname()[1], accepted
     listener.close()
     for conn in held:
         conn.close()
+
+
+@pytest.fixture
+def hung_redis(hung_server):
+    """A Redis that accepts connections and never answers: (URL, accepted)."""
+    port, accepted = hung_server
+    return f"redis://127.0.0.1:{port}/0", accepted
 
 
 @pytest.fixture

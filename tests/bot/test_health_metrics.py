@@ -18,6 +18,7 @@ from conftest import (
     free_port,
     parent_posts,
     replies,
+    sigterm_waits_for,
     spawn,
     stop,
     wait_until_healthy,
@@ -188,6 +189,35 @@ def test_sigterm_lets_serve_answer_the_request_in_flight_then_exit_0(configure, 
         stop(proc)
 
 
+def test_sigterm_lets_a_reply_after_the_ack_finish_before_serve_exits(configure, env, slack, tmp_path, redis):
+    configure({"prod": {"kubeconfig": "/nonexistent"}}, default_cluster="prod")
+    gate = slack.hold("response_url")
+    port = free_port()
+    proc = spawn(["serve", "--port", str(port)], env, tmp_path / "serve.log")
+    try:
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}")
+        sender = sr.Sender(f"http://127.0.0.1:{port}/slack/events", env["SLACK_SIGNING_SECRET"])
+        assert sender.post(sr.click("check mixer on prod", slack.response_url)).status_code == 200
+        slack.wait_for(lambda s: s.to("response_url"))  # the click's reply, sent after the ack, is held
+        sigterm_waits_for(proc, gate)
+    finally:
+        gate.set()
+        stop(proc)
+
+
+def test_sigterm_while_slack_does_not_answer_at_start_up_exits_0_at_once(configure, env, tmp_path, hung_server):
+    port, accepted = hung_server
+    proc = spawn(["serve", "--port", str(free_port())], {**env, "SLACK_API_URL": f"http://127.0.0.1:{port}/api/"},
+                 tmp_path / "serve.log")
+    try:
+        assert accepted.wait(30)  # auth.test is waiting on a Slack that never answers
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert "stopped before start-up finished" in proc.log_path.read_text()
+    finally:
+        stop(proc)
+
+
 def test_json_logs_carry_fields_and_never_a_secret(monkeypatch):
     token, signing = "xoxb-1234-5678-abcdefabcdef", "0123456789abcdef0123456789abcdef"
     monkeypatch.setenv("SLACK_BOT_TOKEN", token)
@@ -204,6 +234,7 @@ def test_json_logs_carry_fields_and_never_a_secret(monkeypatch):
     assert out["level"] == "info" and out["logger"] == "meshbot.x"
     assert token not in out["msg"] and signing not in out["msg"] and "hunter2-secret" not in out["msg"]
     assert "xapp-" not in line("xapp-1-A0-123-abc")
+    assert "t0ps3cret" not in line("Failed to connect to wss://wss-primary.slack.com/link/?ticket=t0ps3cret&app_id=A1")
     assert json.loads(line("ignored", fields={"who": "U1", "outcome": "queued"}))["outcome"] == "queued"
 
 

@@ -68,7 +68,27 @@ def test_the_breaker_refuses_at_once_after_a_failure_and_tries_again_after_its_r
     assert up.job_ids == [jobqueue.job_id_for("command:trig.3")]
 
 
-def test_the_breaker_turns_any_redis_error_into_queue_down():
+def test_the_breaker_turns_any_redis_error_into_queue_down_but_rests_only_after_an_outage(redis):
     breaker = jobqueue.Breaker()
     with pytest.raises(jobqueue.QueueDown), breaker:
+        redis.execute_command("NO-SUCH-COMMAND")  # Redis answered: a bug, not an outage
+    with breaker:
+        redis.ping()
+    with pytest.raises(jobqueue.QueueDown), breaker:
         jobqueue.connect(CLOSED_REDIS_URL).ping()
+    with pytest.raises(jobqueue.QueueResting):
+        breaker.__enter__()
+
+
+def test_a_refusal_inside_a_nested_use_does_not_extend_the_rest(redis):
+    now = [100.0]
+    breaker = jobqueue.Breaker(rest=5, clock=lambda: now[0])
+    with pytest.raises(jobqueue.QueueDown), breaker:  # as the desk's digest path wraps its enqueue
+        with pytest.raises(jobqueue.QueueDown), breaker:
+            jobqueue.connect(CLOSED_REDIS_URL).ping()
+        now[0] += 4
+        with breaker:  # refused: resting
+            redis.ping()
+    now[0] += 1.1  # 5.1 s after the failure, not after the refusal
+    with breaker:
+        redis.ping()

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import slack_requests as sr
-from conftest import eventually, free_port, spawn, stop
+from conftest import eventually, free_port, sigterm_waits_for, spawn, stop
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -100,6 +100,16 @@ def test_socket_mode_reconnects_when_slack_refreshes_the_connection(configure, s
     assert "Checking mixer on prod" in reply.params["text"]
     [job_id] = jobs()
     assert payload(redis, job_id)["origin"]["source"] == "click"
+
+
+def test_sigterm_lets_a_reply_in_flight_finish_then_closes_the_socket(configure, socket_serve, slack, jobs):
+    configure({"prod": {"kubeconfig": "/nonexistent"}}, default_cluster="prod")
+    gate = slack.hold("response_url")
+    proc, sock, _ = socket_serve()
+    assert "payload" not in sock.ack(sock.push(envelope(sr.click("check mixer on prod", slack.response_url))))
+    slack.wait_for(lambda s: s.to("response_url"))  # the click's reply, sent after the ack, is held
+    sigterm_waits_for(proc, gate)
+    assert sock.connected == 0 and len(jobs()) == 1
 
 
 def test_readiness_follows_the_socket(configure, socket_serve, slack):
