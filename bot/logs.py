@@ -4,8 +4,8 @@
 and demo call it). A record's ``fields`` (``extra={"fields": {...}}``) become
 top-level keys, which is how the audit line stays one flat object. Secrets never
 reach the output: the formatter replaces the values of the secret environment
-variables, anything shaped like a Slack token, and the tickets of Socket Mode
-URLs, wherever they appear (a URL in an exception, a repr of a request).
+variables and anything shaped like a Slack token, a Socket Mode ticket or a
+response URL, wherever they appear (a URL in an exception, a repr of a request).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import time
 from urllib.parse import unquote, urlsplit
 
 SECRET_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
-TOKEN = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
-SOCKET_TICKET = re.compile(r"(?<=[?&]ticket=)[^&\s\"']+")  # a Socket Mode URL lets whoever holds it connect
+# Secrets that are not in the environment, by their shape: Slack tokens, the ticket of a Socket Mode URL
+# (whoever holds it may connect as the app), the path of a response URL or webhook (whoever holds it may post).
+SECRET_SHAPES = re.compile(r"\b(?:xox[a-z]|xapp)-[A-Za-z0-9-]+|(?<=[?&]ticket=)[^&\s\"']+"
+                           r"|(?<=hooks\.slack\.com/)[^\s\"']+")
 REDACTED = "[redacted]"
 
 
@@ -46,7 +48,7 @@ class JsonFormatter(logging.Formatter):
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        return SOCKET_TICKET.sub(REDACTED, TOKEN.sub(REDACTED, text))
+        return SECRET_SHAPES.sub(REDACTED, text)
 
     def _scrub(self, value):
         if isinstance(value, dict):

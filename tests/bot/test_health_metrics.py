@@ -235,6 +235,7 @@ def test_json_logs_carry_fields_and_never_a_secret(monkeypatch):
     assert token not in out["msg"] and signing not in out["msg"] and "hunter2-secret" not in out["msg"]
     assert "xapp-" not in line("xapp-1-A0-123-abc")
     assert "t0ps3cret" not in line("Failed to connect to wss://wss-primary.slack.com/link/?ticket=t0ps3cret&app_id=A1")
+    assert "T1/B2/s3cr3t" not in line("Retrying POST https://hooks.slack.com/commands/T1/B2/s3cr3t (429)")
     assert json.loads(line("ignored", fields={"who": "U1", "outcome": "queued"}))["outcome"] == "queued"
 
 
