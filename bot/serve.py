@@ -215,7 +215,10 @@ async def _finish_in_flight(deadline: float, socket=None) -> None:
         left = deadline - loop.time()
         if not (pending or unread) or left <= 0:
             break
-        await asyncio.wait(pending, timeout=min(left, 0.05)) if pending else await asyncio.sleep(0.01)
+        if pending:  # short waits: a listener may start another task (its lazy reply) meanwhile
+            await asyncio.wait(pending, timeout=min(left, 0.05))
+        else:  # envelopes read, not yet handed to a listener
+            await asyncio.sleep(0.01)
     if pending:
         log.warning("stopping with %d task(s) unfinished after %s s", len(pending), DRAIN_SECONDS)
 
