@@ -103,8 +103,7 @@ def async_web_client(secrets: Secrets) -> AsyncWebClient:
         _counted(AsyncRateLimitErrorRetryHandler, "ratelimited")(max_retry_count=RATE_LIMIT_RETRIES)])
 
 
-async def build_app(config: Config, secrets: Secrets, client: AsyncWebClient | None = None, redis=None,
-                    socket_mode: bool = False) -> AsyncApp:
+async def build_app(config: Config, secrets: Secrets, redis=None, socket_mode: bool = False) -> AsyncApp:
     """The app; ``socket_mode`` apps take no HTTP requests, so they need no signing secret (deploy/ omits it).
 
     The token is checked with auth.test now, so a wrong one fails at start-up rather than at the first
@@ -113,7 +112,7 @@ async def build_app(config: Config, secrets: Secrets, client: AsyncWebClient | N
     if secrets.slack_signing_secret is None and not socket_mode:
         raise ConfigurationError("SLACK_SIGNING_SECRET is not set")
     signing_secret = secrets.slack_signing_secret.get_secret_value() if secrets.slack_signing_secret else None
-    client = client or async_web_client(secrets)
+    client = async_web_client(secrets)
     try:
         identity = AuthorizeResult.from_auth_test_response(auth_test_response=await client.auth_test(),
                                                            bot_token=client.token)
@@ -123,12 +122,10 @@ async def build_app(config: Config, secrets: Secrets, client: AsyncWebClient | N
     async def authorize() -> AuthorizeResult:
         return identity
 
-    # Given `authorize`, Bolt takes the token from its answer: the app's client is built without one.
-    app_client = MeteredAsyncWebClient(base_url=client.base_url, timeout=client.timeout,
-                                       headers=client.headers, retry_handlers=client.retry_handlers)
+    client.token = None  # given `authorize`, Bolt takes the token from its answer (and warns about any other)
     # process_before_response: the slash command's ack is computed in the request's own task, so the
     # answer does not wait on Bolt's 10 ms polling for the listener; handlers/ calls Slack lazily.
-    app = AsyncApp(client=app_client, authorize=authorize, signing_secret=signing_secret,
+    app = AsyncApp(client=client, authorize=authorize, signing_secret=signing_secret,
                    request_verification_enabled=signing_secret is not None, process_before_response=True)
     redis = redis if redis is not None else jobqueue.connect(secrets.redis_url)
 

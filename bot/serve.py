@@ -110,13 +110,9 @@ class BackgroundServer:
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
         self.loop.close()
 
-    def call(self, coroutine, timeout: float = 30):
-        """Run ``coroutine`` on the server's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
     def stop(self) -> None:
         if self.loop.is_running():
-            self.call(self.runner.cleanup())
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(30)
 
