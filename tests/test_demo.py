@@ -12,7 +12,8 @@ import knowledge
 from bot.cli import main as meshbot
 
 CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1: the demo embeds its queue
-REAL_REDIS_URL = "redis://127.0.0.1:6379/12"  # a DB of its own
+TEST_REDIS = os.environ.get("MESHBOT_TEST_REDIS", "127.0.0.1:6379")
+REAL_REDIS_URL = f"redis://{TEST_REDIS}/12"  # a DB of its own
 QUESTION = "why are there no traces in zipkin?"
 LINES = ["/mesh check mixer", f"@meshbot {QUESTION}"]
 
@@ -78,7 +79,7 @@ def test_demo_on_the_embedded_queue(tmp_path, mixer_findings):
 
 def test_demo_on_a_real_redis_with_a_worker_process(tmp_path, mixer_findings, real_redis):
     out = demo(REAL_REDIS_URL, tmp_path)
-    assert "Queue: Redis at 127.0.0.1:6379/12, with a `meshbot worker` process" in out
+    assert f"Queue: Redis at {TEST_REDIS}/12, with a `meshbot worker` process" in out
     assert_thread_and_answer(out, *mixer_findings)
     assert len(real_redis.zrange("rq:finished:meshbot", 0, -1)) == 2  # both lines were jobs run by the worker
     assert not real_redis.smembers("rq:workers")  # and the worker has gone

@@ -24,12 +24,13 @@ from bot.config import Secrets, load_config
 from bot.serve import BackgroundServer, web_application
 from bot.slackstub import SlackStub
 
+TEST_REDIS = os.environ.get("MESHBOT_TEST_REDIS", "127.0.0.1:6379")  # host:port; parallel checkouts use their own
 REDIS_DB = 11  # tests/bot's DB, flushed around every test; a module may take another with @pytest.mark.redis_db(N)
 CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 def redis_url(db: int) -> str:
-    return f"redis://127.0.0.1:6379/{db}"
+    return f"redis://{TEST_REDIS}/{db}"
 
 
 def pytest_configure(config):
