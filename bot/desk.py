@@ -16,6 +16,7 @@ from bot import queue as jobqueue
 from bot.config import Config, ConfigurationError
 from handlers import grammar
 from handlers.grammar import Origin
+from handlers.markup import escape_mrkdwn
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,13 @@ class Desk:
                     parsed = schedules.trigger(cron)
                 except schedules.BadCron as exc:
                     audit.record(origin, what, "invalid", reason="bad cron")
-                    return Reply(f"I can't use that schedule: {exc}.\nFor example {schedules.EXAMPLE}.")
+                    return Reply(f"I can't use that schedule: {escape_mrkdwn(str(exc))}.\n"
+                                 f"For example {schedules.EXAMPLE}.")
                 gap = schedules.too_often(parsed)
                 if gap:
                     audit.record(origin, what, "invalid", reason="too often")
-                    return Reply(f"`{cron}` would post every {int(gap.total_seconds() // 60)} minutes; digests "
+                    every = int(gap.total_seconds() // 60)
+                    return Reply(f"`{escape_mrkdwn(cron)}` would post every {every} minutes; digests "
                                  f"may come at most once an hour. For example {schedules.EXAMPLE}.")
                 names, refused = self._digest_clusters(named, origin, what)
                 if refused:
@@ -134,7 +137,8 @@ class Desk:
                                          origin.channel_name, request=key)
                 audit.record(origin, what, "subscribed", schedule=made.id)
                 first = parsed.get_next_fire_time(None, datetime.now(UTC))
-                return Reply(f"Subscribed this channel to digest `{made.id}` of {', '.join(names)} at `{cron}` "
+                return Reply(f"Subscribed this channel to digest `{made.id}` of {', '.join(names)} "
+                             f"at `{escape_mrkdwn(cron)}` "
                              f"(UTC); the first is due {first:%a %d %b %H:%M} UTC. "
                              f"`/mesh digest unsubscribe {made.id}` stops it.")
             case grammar.DigestUnsubscribeRequest(id=sid):
@@ -144,7 +148,8 @@ class Desk:
                     audit.record(origin, what, "invalid", reason="no such subscription")
                     if any(s.id == sid for s in schedules.from_config(self.config)):
                         return Reply(f"`{sid}` comes from meshbot's config file: ask whoever runs meshbot.")
-                    return Reply(f"There is no digest `{sid}`. `/mesh digest list` shows this channel's digests.")
+                    return Reply(f"There is no digest `{escape_mrkdwn(sid)}`. "
+                                 "`/mesh digest list` shows this channel's digests.")
                 if not found.posts_in(origin.channel, origin.channel_name):
                     audit.record(origin, what, "denied", reason="another channel")
                     return Reply(f"`{sid}` posts in <#{found.channel}>: unsubscribe it from there.")

@@ -26,7 +26,7 @@ from slack_sdk.models.blocks import (
 from bot.text import counts_line, headline, result_text
 from checks.model import Result, Status
 from checks.runner import Report
-from knowledge.text import escape_mrkdwn
+from handlers.markup import escape_mrkdwn
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

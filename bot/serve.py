@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import json
 import logging
 import signal
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import redis as redis_lib
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_sdk.signature import SignatureVerifier
 
 from bot import logs, metrics
 from bot import queue as jobqueue
@@ -30,6 +33,12 @@ from bot.config import ConfigurationError, Secrets, load_config
 
 log = logging.getLogger("meshbot.serve")
 EVENTS_PATH = "/slack/events"
+MAX_BODY = 1 << 20  # Slack's payloads are kilobytes; a modal's state stays far below this
+# The envelope fields that Bolt's middleware looks into before any listener runs, with the types Slack sends.
+ENVELOPE_FIELDS = {"event": dict, "authorizations": list, "actions": list, "view": dict, "container": dict,
+                   "message": dict, "team": (dict, str), "user": (dict, str), "channel": (dict, str),
+                   "enterprise": (dict, str), "type": str, "team_id": str, "api_app_id": str, "command": str,
+                   "text": str, "user_id": str, "channel_id": str, "trigger_id": str, "event_id": str}
 DRAIN_SECONDS = 10  # on SIGTERM, how long requests and lazy listeners in flight may take to finish, in all
 
 
@@ -38,8 +47,21 @@ def web_application(bolt_app, redis, connected: Callable[[], Awaitable[bool]] | 
     ``connected()`` (Socket Mode: the socket is up); /metrics in Prometheus' text format. ``redis`` should
     have a short timeout: probes give up after 3 s. Probes call Redis off the event loop."""
 
+    # The secret Bolt verifies with (it has no public getter); None for a Socket Mode app, which has no HTTP.
+    verify = slack_gate(bolt_app._signing_secret or None) if bolt_app is not None else None
+
     async def events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt_app.async_dispatch(await to_bolt_request(request)))
+        refused = await verify(request)
+        if refused is not None:
+            return refused
+        try:
+            response = await bolt_app.async_dispatch(await to_bolt_request(request))
+        except Exception:  # noqa: BLE001 - signed yet odd enough to trip Bolt: a 400, never a 500
+            log.exception("a signed request could not be handled")
+            return web.Response(status=400, text="could not handle this request\n")
+        if response.status >= 500:  # Bolt caught a middleware's or listener's error and logged it
+            return web.Response(status=400, text="could not handle this request\n")
+        return await to_aiohttp_response(response)
 
     async def healthz(_) -> web.Response:
         return web.Response(text="ok\n")
@@ -52,13 +74,66 @@ def web_application(bolt_app, redis, connected: Callable[[], Awaitable[bool]] | 
         body = await asyncio.to_thread(metrics.exposition, redis)
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
-    application = web.Application()
+    application = web.Application(client_max_size=MAX_BODY)
     if bolt_app is not None:
         application.router.add_post(EVENTS_PATH, events)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     application.router.add_get("/metrics", metrics_text)
     return application
+
+
+def slack_gate(signing_secret: str | None) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+    """What stands before Bolt: the size, the signature (over the raw bytes, before anything is parsed) and
+    the shape of the body. Returns None for a request Bolt may parse, else the 4xx to answer with; Bolt
+    then checks the signature again, which costs one HMAC."""
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    async def gate(request: web.Request) -> web.Response | None:
+        try:
+            raw = await request.read()  # at most the application's client_max_size; kept for Bolt to read again
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, text="request too large\n")
+        except (ConnectionError, ValueError):  # truncated or badly chunked body
+            return web.Response(status=400, text="could not read the request\n")
+        if verifier is not None and not _signed(verifier, raw, request.headers):
+            return web.Response(status=401, text="invalid signature\n")
+        problem = _shape_problem(raw, request.headers.get("Content-Type", ""))
+        if problem:
+            return web.Response(status=400, text=problem + "\n")
+        return None
+
+    return gate
+
+
+def _signed(verifier: SignatureVerifier, raw: bytes, headers) -> bool:
+    timestamp, signature = headers.get("X-Slack-Request-Timestamp", ""), headers.get("X-Slack-Signature", "")
+    if not (timestamp.isascii() and timestamp.isdigit()) or not signature.isascii():
+        return False
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:  # Slack signs UTF-8 text; nothing else can carry its signature
+        return False
+    return verifier.is_valid(body, timestamp, signature)
+
+
+def _shape_problem(raw: bytes, content_type: str) -> str | None:
+    """Why Bolt could not read this body (it expects a JSON object, or a form whose `payload` is one)."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        if content_type.split(";")[0].strip() == "application/json" or text.startswith("{"):
+            parsed = json.loads(text) if text else {}
+        else:
+            form = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+            parsed = json.loads(form["payload"]) if "payload" in form else form
+    except (ValueError, RecursionError):
+        return "the body is not valid JSON"
+    if not isinstance(parsed, dict):
+        return "the body must be a JSON object"
+    for key, types in ENVELOPE_FIELDS.items():
+        if parsed.get(key) is not None and not isinstance(parsed[key], types):
+            return f"`{key}` has the wrong type"
+    return None
 
 
 async def _not_ready(redis, connected) -> str | None:

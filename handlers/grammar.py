@@ -12,6 +12,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from handlers.markup import escape_mrkdwn
+
 VERBS = ("help", "check", "clusters", "list", "ask", "digest")
 USAGE = (
     "`/mesh check TARGET [on CLUSTER]` runs checks (TARGET: a group such as `mixer`, `all`, or a check id)\n"
@@ -98,6 +100,12 @@ Request = HelpRequest | CheckRequest | ClustersRequest | ListRequest | AskReques
 
 def parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Request:
     """Parse what follows `/mesh`; ``targets`` and ``clusters`` are the names that exist."""
+    request = _parse(text, targets, clusters)
+    # An Invalid quotes what was typed (its templates hold no markup of their own): escape it once, here.
+    return Invalid(escape_mrkdwn(request.message)) if isinstance(request, Invalid) else request
+
+
+def _parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Request:
     words = text.split()
     if not words:
         return HelpRequest()

@@ -20,7 +20,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from .text import escape_mrkdwn
+from handlers.markup import escape_mrkdwn
 
 DEFAULT_HOME = "https://istio.io"
 

@@ -18,9 +18,11 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
 
+from handlers.markup import escape_mrkdwn
+
 from . import builtin
 from .guide import DEFAULT_HOME, Block, Fetcher, Section, parse_guide
-from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, escape_mrkdwn, stem, terms, words
+from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, stem, terms, words
 
 THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/README.md
 RELATIVE = 0.6  # further matches must reach this share of the best score

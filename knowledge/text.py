@@ -29,11 +29,6 @@ def clean_chat(text: str) -> str:
     return html.unescape(text)  # Slack sends &lt; &gt; &amp;
 
 
-def escape_mrkdwn(text: str) -> str:
-    """Text shown as typed in Slack mrkdwn: its three control characters escaped, nothing else."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 # A word, or a dotted version number such as 1.0 or 0.5.1.
 _WORD = re.compile(r"\d+(?:\.\d+)+|[a-z0-9_]+")
 
