@@ -13,12 +13,23 @@ finishes the job in hand, then exits 0; only the parent gets the signal, so the
 work-horse is left alone (deploy/ gives it terminationGracePeriodSeconds: 120,
 the job timeout). With --health-port the worker also serves /healthz, /readyz
 and /metrics (bot.metrics explains why the worker keeps its metrics in files).
+
+Redis going away does not end the process. RQ's own loop waits out a Redis that is down only while it
+dequeues; anywhere else (a heartbeat, its maintenance, start-up) it quits. Exiting then would have the pod
+restarted at once, again and again while Redis is down: a crash loop, each restart paying the start-up
+(the guide index) again. So ``main`` waits for Redis with exponential back-off and jitter (RECONNECT_*),
+then starts a fresh RQ worker on it; SIGTERM during the wait exits 0 at once.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import signal
+import threading
+import time
 
+import redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
@@ -31,6 +42,8 @@ HEARTBEAT_SECONDS = 5
 HEARTBEAT_GRACE = 10  # RQ's is 60 s: a lapsed heartbeat is how a dead worker is found
 MAINTENANCE_SECONDS = 5
 WORKER_TTL = 20  # also sets how long the idle worker blocks on Redis (ttl - 15 s) between maintenance
+RECONNECT_FIRST, RECONNECT_MOST = 0.5, 30.0  # seconds between attempts to reach Redis again: doubling, capped
+STEADY_SECONDS = 60.0  # a worker that ran this long had a working Redis: the next outage starts from the shortest
 
 
 class MeshWorker(Worker):
@@ -57,8 +70,47 @@ def main(args) -> int:
         # Its own connection with the short timeout: a probe must not wait on the worker's 30 s one.
         server = _serve_health(jobqueue.connect(secrets.redis_url), args.health_host, args.health_port)
         log.info("health and metrics on http://%s:%s/healthz", args.health_host, server.port)
-    build_worker(connection).work(burst=args.burst, logging_level="INFO")
+    return work(connection, burst=args.burst)
+
+
+def work(connection, burst: bool = False, stopping: threading.Event | None = None) -> int:
+    """Run RQ workers on ``connection`` until stopped (SIGTERM) or, with ``burst``, the queue is empty;
+    a worker that quits because Redis went away is replaced once Redis answers again (see the module doc)."""
+    stopping = stopping or threading.Event()
+    attempt = 0
+    while not stopping.is_set():
+        started = time.monotonic()
+        try:
+            connection.ping()
+            worker = build_worker(connection)
+            worker.work(burst=burst, logging_level="INFO")
+            if burst or worker._stop_requested:
+                return 0
+            error = "the worker quit"  # RQ logged why; most often a Redis call outside its dequeue
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() - started >= STEADY_SECONDS:
+            attempt = 0
+        pause = random.uniform(0.5, 1.0) * min(RECONNECT_MOST, RECONNECT_FIRST * 2 ** attempt)
+        attempt += 1
+        log.warning("Redis unavailable (%s); reconnecting in %.1f s", error, pause)
+        _wait(stopping, pause)
+    log.info("stopped")
     return 0
+
+
+def _wait(stopping: threading.Event, seconds: float) -> None:
+    """Sleep ``seconds`` unless SIGTERM (or SIGINT) comes first; RQ's handlers are not installed between workers."""
+    def stop(signum, frame):
+        stopping.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    try:
+        stopping.wait(seconds)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _serve_health(connection, host: str, port: int):

@@ -227,3 +227,41 @@ def test_a_worker_killed_after_slacks_answer_but_before_the_redis_write_posts_no
     texts = [m["text"] for m in shown(slack)]
     assert len(texts) == len(set(texts)), texts
     assert killed[0].params["text"] in texts and len(slack.to("conversations.replies")) >= 1
+
+
+# Redis going away under a running worker.
+
+@pytest.fixture
+def own_redis(tmp_path):
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+def test_a_worker_waits_out_a_redis_outage_with_back_off_and_carries_on_after_it(own_redis, env, configure, serve,
+                                                                              slack, worker, simulate):
+    sim, kubeconfig = simulate("istio-0.5.1-fd-crash")
+    configure({"prod": {"kubeconfig": str(kubeconfig)}})
+    env["REDIS_URL"] = own_redis.url
+    proc = worker()
+    eventually(lambda: own_redis.client().keys("rq:worker:*"), timeout=30)
+
+    own_redis.kill()
+
+    def reconnecting():
+        assert proc.poll() is None, proc.log_path.read_text()
+        return [json.loads(line) for line in proc.log_path.read_text().splitlines()
+                if line.startswith("{") and "reconnecting in" in line]
+
+    waits = eventually(lambda: len(reconnecting()) >= 4 and reconnecting(), timeout=30)
+    pauses = [float(w["msg"].rsplit("in ", 1)[1].split(" ")[0]) for w in waits[:4]]
+    assert pauses[3] > pauses[0], pauses  # backing off, not a tight loop
+    assert proc.poll() is None  # no exit, so no restart loop
+
+    own_redis.start()  # from its append-only file
+    app = serve(redis_url=own_redis.url)
+    app.post(sr.command("check mixer", slack.response_url))
+    slack.wait_for(finished, timeout=60)
+    assert proc.poll() is None
