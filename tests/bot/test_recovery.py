@@ -265,3 +265,14 @@ def test_a_worker_waits_out_a_redis_outage_with_back_off_and_carries_on_after_it
     app.post(sr.command("check mixer", slack.response_url))
     slack.wait_for(finished, timeout=60)
     assert proc.poll() is None
+
+
+# Recovery figures: everything at once (tests/bot/chaos.py; the full run with figures is bench/recovery_bench.py).
+
+def test_sixty_commands_through_worker_kills_a_redis_restart_and_slack_bursts_lose_and_repeat_nothing(tmp_path):
+    import chaos
+
+    figures = chaos.run(tmp_path, commands=60, kills=6, redis_restarts=1, latency_ms=20)
+    print(figures.summary())
+    assert figures.kills >= 3 and figures.redis_restarts == 1 and sum(figures.slack_failures.values()) >= 12
+    assert figures.lost == [] and figures.duplicated == [] and figures.answered == 60
