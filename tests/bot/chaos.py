@@ -61,6 +61,7 @@ class Figures:
     recovery_s: list[float] = field(default_factory=list)  # kill → that job's answer
     answer_s: list[float] = field(default_factory=list)  # command accepted → answer, every command
     wall_s: float = 0.0
+    slowest: tuple | None = None  # (recovery s, job id, kill time into the run)
 
     def summary(self) -> str:
         def spread(xs):
@@ -159,10 +160,11 @@ def run(tmp: Path, commands: int = 60, workers: int = 3, kills: int = 6, redis_r
             if pause > 0:
                 time.sleep(pause)  # the schedule itself
             if kind == "kill":
-                busy = _busy_worker(live, procs)
-                if busy is None:
+                try:  # the next worker with a job in hand, unless none gets one before the sending ends
+                    proc, job_id = eventually(lambda: _busy_worker(live, procs) or sending_done.is_set(),
+                                              timeout=deadline_s)
+                except (TypeError, ValueError):  # eventually returned True: sending is over, nothing to kill
                     continue
-                proc, job_id = busy
                 kill_with_horse(proc.pid)
                 proc.wait()
                 kill_log.append((time.monotonic(), job_id))
@@ -196,9 +198,14 @@ def run(tmp: Path, commands: int = 60, workers: int = 3, kills: int = 6, redis_r
         figures.duplicated = _duplicates(slack)
         figures.answer_s = [answered_at[j] - accepted[j] for j in accepted if j in answered_at]
         figures.recovery_s = [answered_at[j] - when for when, j in kill_log if j in answered_at]
+        figures.slowest = max(((answered_at[j] - when, j, when - t0) for when, j in kill_log if j in answered_at),
+                              default=None)
         figures.wall_s = time.monotonic() - started_at
         return figures
     finally:
+        for proc in procs:  # SIGTERM all first: each takes its time to finish
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             stop(proc)
         if server is not None:

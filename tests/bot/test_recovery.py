@@ -233,9 +233,10 @@ def test_a_worker_killed_after_slacks_answer_but_before_the_redis_write_posts_no
 
 @pytest.fixture
 def own_redis(tmp_path):
+    """A redis-server of this test's own, not started yet."""
     from redis_server import RedisServer
 
-    server = RedisServer(tmp_path / "redis").start()
+    server = RedisServer(tmp_path / "redis")
     yield server
     server.kill()
 
@@ -245,25 +246,29 @@ def test_a_worker_waits_out_a_redis_outage_with_back_off_and_carries_on_after_it
     sim, kubeconfig = simulate("istio-0.5.1-fd-crash")
     configure({"prod": {"kubeconfig": str(kubeconfig)}})
     env["REDIS_URL"] = own_redis.url
-    proc = worker()
-    eventually(lambda: own_redis.client().keys("rq:worker:*"), timeout=30)
+    proc = worker()  # Redis is not up yet: as when both pods start together
 
-    own_redis.kill()
+    def log_lines(text):
+        assert proc.poll() is None, proc.log_path.read_text()  # never exits, so never a restart loop
+        return [json.loads(line)["msg"] for line in proc.log_path.read_text().splitlines()
+                if line.startswith("{") and text in line]
 
-    def reconnecting():
-        assert proc.poll() is None, proc.log_path.read_text()
-        return [json.loads(line) for line in proc.log_path.read_text().splitlines()
-                if line.startswith("{") and "reconnecting in" in line]
+    waits = eventually(lambda: len(log_lines("reconnecting in")) >= 3 and log_lines("reconnecting in"), timeout=30)
+    pauses = [float(w.rsplit("in ", 1)[1].split(" ")[0]) for w in waits[:3]]
+    assert pauses[0] < pauses[2], pauses  # backing off, not a tight loop
 
-    waits = eventually(lambda: len(reconnecting()) >= 4 and reconnecting(), timeout=30)
-    pauses = [float(w["msg"].rsplit("in ", 1)[1].split(" ")[0]) for w in waits[:4]]
-    assert pauses[3] > pauses[0], pauses  # backing off, not a tight loop
-    assert proc.poll() is None  # no exit, so no restart loop
-
-    own_redis.start()  # from its append-only file
+    own_redis.start()
     app = serve(redis_url=own_redis.url)
     app.post(sr.command("check mixer", slack.response_url))
-    slack.wait_for(finished, timeout=60)
+    slack.wait_for(lambda s: len(finished(s)) == 1, timeout=60)
+
+    own_redis.kill()  # under a running worker: RQ's own dequeue retries, or this module's loop, wait it out
+    before = len(log_lines("reconnecting in")) + len(log_lines("could not connect to Redis"))
+    eventually(lambda: len(log_lines("reconnecting in")) + len(log_lines("could not connect to Redis")) > before,
+               timeout=30)
+    own_redis.start()  # from its append-only file
+    app.post(sr.command("check pilot", slack.response_url))
+    slack.wait_for(lambda s: len(finished(s)) == 2, timeout=60)
     assert proc.poll() is None
 
 
@@ -276,3 +281,26 @@ def test_sixty_commands_through_worker_kills_a_redis_restart_and_slack_bursts_lo
     print(figures.summary())
     assert figures.kills >= 3 and figures.redis_restarts == 1 and sum(figures.slack_failures.values()) >= 12
     assert figures.lost == [] and figures.duplicated == [] and figures.answered == 60
+
+
+def test_a_worker_dead_before_its_horse_started_the_job_has_it_back_after_the_lease_not_a_minute(redis):
+    """The lease's sweep re-queues only jobs marked started; the worker marks them so as it takes the lease."""
+    from datetime import timedelta
+
+    from rq.job import JobStatus
+    from rq.utils import current_timestamp
+
+    from bot import queue as jobqueue
+    from bot import worker as meshworker
+
+    q = jobqueue.queue(redis)
+    job_id, _ = jobqueue.submit(q, {"kind": "check", "targets": ["mixer"], "origin": {}}, "command:t1")
+    w = meshworker.build_worker(redis)
+    w.register_birth()
+    job, _ = w.dequeue_job_and_maintain_ttl(timeout=1)
+    w.prepare_execution(job)  # and here the worker dies, before any work-horse
+    assert job.get_status() == JobStatus.STARTED
+    lease = meshworker.HEARTBEAT_SECONDS + meshworker.HEARTBEAT_GRACE
+    q.started_job_registry.cleanup(current_timestamp() + lease + 1)
+    assert q.job_ids == [job_id] and job.get_status() == JobStatus.QUEUED
+    assert timedelta(seconds=lease) < timedelta(minutes=1)
