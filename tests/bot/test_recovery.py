@@ -102,6 +102,68 @@ def test_a_slack_outage_longer_than_the_budget_ends_the_job_undelivered_and_reco
     assert any("answer not delivered" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
+def test_a_slack_that_never_answers_is_retried_until_the_budget_then_recorded_as_a_timeout(hung_server, redis,
+                                                                                          monkeypatch):
+    import time
+
+    monkeypatch.setenv("MESHBOT_SLACK_RETRY_SECONDS", "2")
+    port, accepted = hung_server
+    hung = slackretry.outlasting(web_client(Secrets(slack_bot_token="xoxb-test",
+                                                    slack_api_url=f"http://127.0.0.1:{port}/api/")))
+    hung.timeout = 0.3
+    began = time.monotonic()
+    with slackretry.budget(), pytest.raises(Exception) as caught:
+        thread(hung, redis).start(MESSAGE)
+    assert slackretry.is_transient(caught.value) and slackretry.cause(caught.value) == "TimeoutError"
+    assert 2 <= time.monotonic() - began < 2 + 1.5  # the budget, then at most one more attempt's timeout
+
+
+def test_retry_after_is_honoured_and_the_failure_notice_is_retried_like_any_post(run_notice, slack):
+    import time
+
+    def outage():  # Slack fails the notice's update: a 429, then two 503s
+        slack.fail("chat.update", status=429, retry_after=1)
+        slack.fail("chat.update", status=503, error="service_unavailable", times=2)
+        return time.monotonic()
+
+    began = run_notice(outage)
+    assert time.monotonic() - began >= 1  # Retry-After: 1
+    updates = [c.params["text"] for c in slack.to("chat.update")]
+    assert updates[-4:] == [updates[-1]] * 4 and updates[-1].startswith("Could not run")
+    [parent] = shown(slack)
+    assert parent["text"] == updates[-1]
+
+
+@pytest.fixture
+def run_notice(client, redis, monkeypatch):
+    """A check whose work keeps failing, run through RQ until its retries are spent: then the notice goes."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from bot import queue as jobqueue
+    from bot.config import Config
+
+    monkeypatch.setattr(jobs, "context", lambda: jobs.Context(Config.model_validate({}), None, client))
+
+    began = []
+
+    def run(before_notice):
+        def crashing(ctx, t, payload, job):
+            t.start(MESSAGE)
+            if not job.retries_left:  # the last run: its failure notice comes next
+                began.append(before_notice())
+            raise RuntimeError("boom")
+
+        monkeypatch.setitem(jobs.KINDS, "check", crashing)
+        payload = {"kind": "check", "targets": ["mixer"], "cluster": "prod",
+                   "origin": {"source": "command", "user": "U1", "channel": "C1"}}
+        jobqueue.submit(jobqueue.queue(redis), payload, "test:notice")
+        SimpleWorker([jobqueue.queue(redis)], connection=redis, serializer=JSONSerializer).work(burst=True)
+        return began[0]
+
+    return run
+
+
 class FlakyRedis(redis_lib.Redis):
     """A Redis whose next write of ``field`` fails: as when Redis goes away between Slack's answer and the write."""
 
