@@ -19,7 +19,8 @@ QUEUE_NAME = "meshbot"
 JOB_FUNCTION = "bot.jobs.run"  # by name: the web process never imports the checks
 ON_FAILURE = "bot.jobs.failed"  # tells Slack when a job failed for good
 JOB_TIMEOUT = 120  # seconds of work; a check run's own budget is 20 s by default
-RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry)
+RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry); Slack outages are retried
+# inside the job instead (bot.slackretry), so these are not spent in a second by a Slack that is down
 KEEP_SECONDS = 24 * 3600  # a finished job's id blocks duplicates this long; Slack retries within minutes
 
 
