@@ -8,6 +8,7 @@ idempotent posting and retries.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +16,7 @@ from functools import cache
 from slack_sdk.errors import SlackApiError
 
 import knowledge
-from bot import access, findings, metrics, render
+from bot import access, findings, metrics, render, slackretry
 from bot import digest as digests
 from bot.app import web_client
 from bot.config import Config, ConfigurationError, Secrets, load_config
@@ -26,6 +27,7 @@ from checks.service import run_on_cluster, unreachable_report
 from handlers.grammar import CheckRequest
 
 log = logging.getLogger("meshbot.jobs")
+audit_log = logging.getLogger("meshbot.audit")
 INCIDENT_KEEP = 7 * 24 * 3600
 # Slack errors a re-run cannot change (the bot was removed, the channel archived, the token revoked): no retry.
 PERMANENT_SLACK_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "invalid_auth",
@@ -43,7 +45,8 @@ class Context:
 def context() -> Context:
     """Loaded once per worker: `meshbot worker` calls it before the first fork, so jobs share it."""
     config = load_config()
-    return Context(config, knowledge.load_index(config.guides), web_client(Secrets.from_env()))
+    client = slackretry.outlasting(web_client(Secrets.from_env()))
+    return Context(config, knowledge.load_index(config.guides), client)
 
 
 def run(payload: dict) -> dict:
@@ -53,9 +56,14 @@ def run(payload: dict) -> dict:
     origin = payload["origin"]
     thread = Thread(context().client, job.connection, job.id, origin["channel"], origin.get("thread_ts"))
     try:
-        return KINDS[payload["kind"]](context(), thread, payload, job)
-    except SlackApiError as exc:
-        error = exc.response.get("error") if exc.response is not None else None
+        with slackretry.budget():
+            return KINDS[payload["kind"]](context(), thread, payload, job)
+    except Exception as exc:
+        if slackretry.is_transient(exc):
+            # Slack stayed away for the whole budget: a re-run now would fail the same way, and so would a notice.
+            undelivered(job, payload, exc)
+            return {"error": "undelivered", "cause": slackretry.cause(exc)}
+        error = exc.response.get("error") if isinstance(exc, SlackApiError) and exc.response is not None else None
         if error not in PERMANENT_SLACK_ERRORS:
             raise
         log.warning("job %s (%s) gave up: Slack answered %s for channel %s", job.id, payload["kind"], error,
@@ -80,9 +88,25 @@ def failed(job, connection, exc_type, exc_value, traceback) -> None:
 
         reason = (f"it took longer than {job.timeout} s" if isinstance(exc_value, JobTimeoutException)
                   else "it failed (the worker's log has the error)")
-        thread.start(render.could_not_run(_command(payload), reason))
-    except Exception:  # RQ would record this instead of the job's own error
+        with slackretry.budget():  # a budget of its own: the notice is the job's last word
+            thread.start(render.could_not_run(_command(payload), reason))
+    except Exception as exc:  # RQ would record this instead of the job's own error
         log.exception("job %s: could not report its failure in Slack", job.id)
+        if slackretry.is_transient(exc):
+            undelivered(job, job.args[0], exc)
+
+
+def undelivered(job, payload: dict, exc: BaseException) -> None:
+    """A job whose answer Slack never took: say so in the log, the metrics and the audit log, with the cause."""
+    cause = slackretry.cause(exc)
+    origin = payload.get("origin") or {}
+    log.error("job %s (%s): answer not delivered to %s: Slack unavailable for %g s (%s)", job.id, payload["kind"],
+              origin.get("channel"), slackretry.budget_seconds(), cause)
+    metrics.UNDELIVERED.labels(payload["kind"], cause.split(" ")[0]).inc()
+    line = {"who": origin.get("user"), "where": origin.get("channel"), "via": origin.get("source"),
+            "what": _command(payload), "outcome": "undelivered", "job": job.id, "cause": cause}
+    line = {k: v for k, v in line.items() if v is not None}
+    audit_log.info(json.dumps(line, sort_keys=True), extra={"fields": line})
 
 
 def _command(payload: dict) -> str:

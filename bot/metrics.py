@@ -5,7 +5,8 @@
     meshbot_redis_up                              whether that read worked
     meshbot_check_duration_seconds{check}         how long each check took to answer (Report.timings)
     meshbot_slack_api_errors_total{method,error}  Web API calls that failed (bot.app.MeteredWebClient)
-    meshbot_slack_api_retries_total{reason}       retries slack_sdk made (ratelimited, connection)
+    meshbot_slack_api_retries_total{reason}       retries slack_sdk made (ratelimited, server_error, connection)
+    meshbot_undelivered_answers_total{kind,cause} jobs whose answer could not reach Slack in the retry budget
 
 Why multiprocess mode in the worker: RQ's worker forks a work-horse per job, and a
 job's Slack calls and check timings happen in that horse, so an in-memory registry
@@ -41,6 +42,8 @@ CHECK_SECONDS = Histogram("meshbot_check_duration_seconds", "Seconds until a che
 SLACK_ERRORS = Counter("meshbot_slack_api_errors", "Slack Web API calls that failed, by method and error",
                        ["method", "error"])
 SLACK_RETRIES = Counter("meshbot_slack_api_retries", "Slack Web API calls retried by slack_sdk, by reason", ["reason"])
+UNDELIVERED = Counter("meshbot_undelivered_answers", "Jobs whose answer Slack never took, within the retry budget",
+                      ["kind", "cause"])
 
 _multiprocess_dir: str | None = None
 

@@ -18,8 +18,9 @@ from rq.serializers import JSONSerializer
 QUEUE_NAME = "meshbot"
 JOB_FUNCTION = "bot.jobs.run"  # by name: the web process never imports the checks
 ON_FAILURE = "bot.jobs.failed"  # tells Slack when a job failed for good
-JOB_TIMEOUT = 120  # seconds; a check run's own budget is 20 s by default
-RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry)
+JOB_TIMEOUT = 120  # seconds of work; a check run's own budget is 20 s by default
+RETRIES = 2  # a job whose worker died is run again (RQ counts that as a retry); Slack outages are retried
+# inside the job instead (bot.slackretry), so these are not spent in a second by a Slack that is down
 KEEP_SECONDS = 24 * 3600  # a finished job's id blocks duplicates this long; Slack retries within minutes
 
 
@@ -72,6 +73,13 @@ def queue(connection: redis.Redis) -> Queue:
     return Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
 
 
+def job_timeout() -> int:
+    """The work's time plus Slack's retry budget (bot.slackretry): a job waiting out an outage is not killed."""
+    from bot.slackretry import budget_seconds
+
+    return int(JOB_TIMEOUT + budget_seconds())
+
+
 def job_id_for(key: str) -> str:
     """A stable job id per Slack request, so everything posted for it can be keyed by it."""
     return "mesh-" + hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -90,7 +98,7 @@ def submit(q: Queue, payload: dict, key: str) -> tuple[str, bool]:
     # in the path Slack is waiting on.
     registration = q.connection.pipeline(transaction=False)
     try:
-        q.enqueue(JOB_FUNCTION, payload, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT,
+        q.enqueue(JOB_FUNCTION, payload, job_id=job_id, unique=True, job_timeout=job_timeout(),
                   retry=Retry(max=RETRIES), on_failure=Callback(ON_FAILURE), result_ttl=KEEP_SECONDS,
                   failure_ttl=KEEP_SECONDS, pipeline=registration)
         where = (id(q.connection.connection_pool), q.key)  # cheap: this runs on every command

@@ -2,8 +2,11 @@
 
 ``SlackStub`` serves the Web API methods meshbot calls (and response_url, and file
 uploads) on loopback, records every call, tells listeners about it, and answers
-errors and rate limits on demand. The ``command``/``click``/``event`` builders make
-request bodies exactly as Slack sends them, and ``sign`` signs them (v0 HMAC-SHA256).
+errors and rate limits on demand. It also keeps what was posted, as Slack does: ``messages`` holds
+each channel's messages (with their ``metadata``, thread and files), which chat.update edits and
+conversations.history / conversations.replies read back, in Slack's response shapes. The
+``command``/``click``/``event`` builders make request bodies exactly as Slack sends them, and
+``sign`` signs them (v0 HMAC-SHA256).
 ``SlackStub.socket_mode()`` adds Slack's Socket Mode end (``SocketMode``): a WebSocket
 endpoint that ``apps.connections.open`` hands out, to which ``envelope`` turns those
 same bodies into what Slack pushes instead.
@@ -13,11 +16,13 @@ same bodies into what Slack pushes instead.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -38,13 +43,15 @@ class Call:
 class SlackStub:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.calls: list[Call] = []
-        self.failures: dict[str, list[tuple[int, dict, dict]]] = {}
+        self.failures: dict[str, list[tuple[int, dict, dict, bool]]] = {}
+        self.messages: dict[str, list[dict]] = {}  # channel id → its messages (replies too), oldest first
+        self._uploads: dict[str, str] = {}  # file id → the filename files.getUploadURLExternal was given
         self.gates: dict[str, threading.Event] = {}  # see hold()
         self.channel_names: dict[str, str] = {}
         # Told of each call and the answer it gets, before the caller has that answer.
         self.listeners: list[Callable[[Call, dict], None]] = []
         self._changed = threading.Condition()
-        self._ts = 1_700_000_000
+        self._ts = 0  # the last ts handed out, in microseconds: Slack's are its clock's, and unique per channel
         self.socket: SocketMode | None = None  # Socket Mode's end, once socket_mode() started it
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
@@ -68,10 +75,22 @@ class SlackStub:
             self.socket = SocketMode(self.server.server_address[0])
         return self.socket
 
-    def fail(self, method: str, status: int = 429, times: int = 1, retry_after: int = 1, error: str = "ratelimited"):
-        """The next ``times`` calls of ``method`` get ``status`` (429 with Retry-After, or an error body)."""
+    def fail(self, method: str, status: int = 429, times: int = 1, retry_after: int = 1, error: str = "ratelimited",
+             applied: bool = False):
+        """The next ``times`` calls of ``method`` get ``status`` (429 with Retry-After, or an error body).
+
+        ``applied``: the call takes effect all the same (a message is posted) and only its answer is the error,
+        as when Slack fails after it stored the message: the case a client cannot tell from a call that was lost."""
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
-        self.failures.setdefault(method, []).extend([(status, headers, {"ok": False, "error": error})] * times)
+        planned = (status, headers, {"ok": False, "error": error}, applied)
+        with self._changed:
+            self.failures.setdefault(method, []).extend([planned] * times)
+
+    def posted(self, channel: str | None = None) -> list[dict]:
+        """Every message in ``channel`` (or in all channels), replies included, oldest first."""
+        with self._changed:
+            chosen = [channel] if channel else list(self.messages)
+            return [dict(m) for c in chosen for m in self.messages.get(c, [])]
 
     def hold(self, method: str) -> threading.Event:
         """Calls of ``method`` (or "response_url") are recorded, then left unanswered until the returned event
@@ -98,32 +117,154 @@ class SlackStub:
     def _answer(self, method: str, params: dict) -> tuple[int, dict, dict]:
         with self._changed:
             planned = self.failures.get(method)
-            if planned:
-                return planned.pop(0)
-            self._ts += 1
-            ts = f"{self._ts}.000100"
+            failure = planned.pop(0) if planned else None
+            if failure is not None and not failure[3]:
+                return failure[:3]
+            self._ts = max(self._ts + 1, time.time_ns() // 1000)
+            ts = f"{self._ts // 1_000_000}.{self._ts % 1_000_000:06d}"
+            status, extra, body = self._reply(method, params, ts)
+            if failure is not None:  # applied, but answered with the error
+                return failure[:3]
+            return status, extra, body
+
+    def _reply(self, method: str, params: dict, ts: str) -> tuple[int, dict, dict]:
+        """Slack's answer to ``method``; called with the lock held, so a post and its reading back are atomic."""
         channel = params.get("channel") or params.get("channel_id") or "C1"
         ids = {name: cid for cid, name in self.channel_names.items()}
         ids.update({f"#{name}": cid for name, cid in ids.items()})
         if channel in ids:  # as Slack does: messages may be posted to a channel's name, updated only by its id
-            if method == "chat.update":
+            if method in ("chat.update", "conversations.history", "conversations.replies"):
                 return 200, {}, {"ok": False, "error": "channel_not_found"}
             channel = ids[channel]
         if method == "apps.connections.open":  # a fresh ticket per call, as Slack's URLs are single-use
             if self.socket is None:
                 return 200, {}, {"ok": False, "error": "invalid_auth"}
             return 200, {}, {"ok": True, "url": f"{self.socket.url}?ticket={uuid.uuid4()}&app_id=A1"}
+        stored = {
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update_message,
+            "files.completeUploadExternal": self._share_files,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+        }.get(method)
+        if stored is not None:
+            body = stored(channel, params, ts)
+            return 200, {}, body
+        if method == "files.getUploadURLExternal":
+            self._uploads[f"F{ts}"] = params.get("filename", "file")
         replies = {
             "auth.test": {"user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "user": "meshbot",
                           "url": "https://example.slack.com/"},
-            "chat.postMessage": {"channel": channel, "ts": ts, "message": {"text": params.get("text")}},
-            "chat.update": {"channel": channel, "ts": params.get("ts")},
             "chat.postEphemeral": {"message_ts": ts},
             "files.getUploadURLExternal": {"upload_url": f"{self.base}/upload/F{ts}", "file_id": f"F{ts}"},
-            "files.completeUploadExternal": {"files": [{"id": "F1", "title": "file"}]},
             "conversations.info": {"channel": {"id": channel, "name": self.channel_names.get(channel, "general")}},
         }
         return 200, {}, {"ok": True, **replies.get(method, {})}
+
+    # What Slack stores, and reads back. Messages carry the fields Slack's own have for a bot's message.
+
+    def _new_message(self, channel: str, ts: str, thread_ts: str | None, **fields) -> dict:
+        message = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "app_id": "A1", "team": "T1", "ts": ts,
+                   **fields}
+        thread = self.messages.setdefault(channel, [])
+        if thread_ts:
+            root = next((m for m in thread if m["ts"] == thread_ts), None)
+            if root is None:  # a person's message the stub was not shown (a mention's): it exists in Slack
+                root = {"type": "message", "user": "U1", "text": "", "ts": thread_ts, "team": "T1"}
+                thread.append(root)
+                thread.sort(key=lambda m: float(m["ts"]))
+            message.update(thread_ts=thread_ts, parent_user_id=root["user"])
+            root.update(thread_ts=thread_ts, reply_count=root.get("reply_count", 0) + 1, latest_reply=ts,
+                        reply_users=sorted(set(root.get("reply_users", [])) | {"UBOT"}))
+        thread.append(message)
+        return message
+
+    def _post_message(self, channel: str, params: dict, ts: str) -> dict:
+        fields = {"text": params.get("text") or ""}
+        if params.get("blocks"):
+            fields["blocks"] = _json_param(params["blocks"])
+        metadata = _json_param(params.get("metadata"))
+        if metadata:
+            fields["metadata"] = {"event_type": metadata.get("event_type"),
+                                  "event_payload": metadata.get("event_payload") or {}}
+        message = self._new_message(channel, ts, params.get("thread_ts") or None, **fields)
+        return {"ok": True, "channel": channel, "ts": ts, "message": _without_thread_counts(message)}
+
+    def _update_message(self, channel: str, params: dict, ts: str) -> dict:
+        message = next((m for m in self.messages.get(channel, []) if m["ts"] == params.get("ts")), None)
+        if message is not None:  # one the stub never saw posted (a test's made-up ts) is answered ok all the same
+            message["text"] = params.get("text") or ""
+            if params.get("blocks"):
+                message["blocks"] = _json_param(params["blocks"])
+            message["edited"] = {"user": "UBOT", "ts": ts}
+        return {"ok": True, "channel": channel, "ts": params.get("ts"), "text": params.get("text")}
+
+    def _share_files(self, channel: str, params: dict, ts: str) -> dict:
+        files = [{"id": f["id"], "name": self._uploads.get(f["id"], f.get("title") or "file"),
+                  "title": f.get("title") or self._uploads.get(f["id"], "file")}
+                 for f in _json_param(params.get("files")) or []]
+        if params.get("channel_id") or params.get("channels"):
+            self._new_message(channel, ts, params.get("thread_ts") or None, text=params.get("initial_comment") or "",
+                              files=files, upload=True)
+        return {"ok": True, "files": files}
+
+    def _history(self, channel: str, params: dict, ts: str) -> dict:
+        if channel not in self.messages and not re.fullmatch(r"[CGD][A-Z0-9]+", channel):
+            return {"ok": False, "error": "channel_not_found"}
+        top = [m for m in self.messages.get(channel, []) if m.get("thread_ts") in (None, m["ts"])]
+        return _page(list(reversed(top)), params, default_limit=100, most=999, extra={"pin_count": 0})
+
+    def _replies(self, channel: str, params: dict, ts: str) -> dict:
+        messages = self.messages.get(channel, [])
+        asked = next((m for m in messages if m["ts"] == params.get("ts")), None)
+        if asked is None:
+            return {"ok": False, "error": "thread_not_found"}
+        root_ts = asked.get("thread_ts") or asked["ts"]
+        root = next(m for m in messages if m["ts"] == root_ts)
+        thread = [m for m in messages if m.get("thread_ts") == root_ts and m["ts"] != root_ts]
+        return _page(thread, params, default_limit=1000, most=1000, first=root)
+
+
+def _json_param(value):
+    """A structured argument as Slack accepts it: a JSON body's object, or a form field's JSON text."""
+    if isinstance(value, str):
+        return json.loads(value) if value else None
+    return value
+
+
+def _true(value) -> bool:
+    return value in (True, "true", "1", 1)
+
+
+def _without_thread_counts(message: dict) -> dict:
+    return {k: v for k, v in message.items() if k not in ("reply_count", "reply_users", "latest_reply")}
+
+
+def _page(messages: list[dict], params: dict, default_limit: int, most: int, first: dict | None = None,
+          extra: dict | None = None) -> dict:
+    """One page of ``messages`` (in the order given), filtered by oldest/latest and paged by cursor, as Slack pages:
+    ``has_more`` and ``response_metadata.next_cursor`` (empty on the last page). ``first`` (a thread's parent)
+    heads every page, as conversations.replies returns it whatever the range."""
+    inclusive = _true(params.get("inclusive"))
+    oldest, latest = float(params.get("oldest") or 0), float(params.get("latest") or 0) or None
+
+    def within(m):
+        at = float(m["ts"])
+        after = at >= oldest if inclusive else at > oldest
+        before = latest is None or (at <= latest if inclusive else at < latest)
+        return after and before
+
+    chosen = [m for m in messages if within(m)]
+    start = int(base64.b64decode(params["cursor"]).decode().split(":")[1]) if params.get("cursor") else 0
+    limit = min(int(params.get("limit") or default_limit), most)
+    page = chosen[start:start + limit]
+    more = start + limit < len(chosen)
+    shown = ([first] if first is not None else []) + page
+    if not _true(params.get("include_all_metadata")):
+        shown = [{k: v for k, v in m.items() if k != "metadata"} for m in shown]
+    cursor = base64.b64encode(f"next_ts:{start + limit}".encode()).decode() if more else ""
+    return {"ok": True, "messages": [dict(m) for m in shown], "has_more": more, **(extra or {}),
+            "response_metadata": {"next_cursor": cursor}}
 
 
 def _handler(stub: SlackStub):

@@ -23,7 +23,7 @@ def test_a_delivery_makes_one_queued_job_with_its_json_payload_and_a_redelivery_
     job = Job.fetch(first[0], connection=redis, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.QUEUED
     assert job.func_name == jobqueue.JOB_FUNCTION and list(job.args) == [PAYLOAD]
-    assert job.retries_left == jobqueue.RETRIES and job.timeout == jobqueue.JOB_TIMEOUT
+    assert job.retries_left == jobqueue.RETRIES and job.timeout == jobqueue.job_timeout() > jobqueue.JOB_TIMEOUT
 
 
 def test_the_queue_is_listed_in_rqs_set_of_queues_again_after_redis_lost_it(redis, monkeypatch):
