@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import random
 import time
 from http.client import HTTPException
 from urllib.error import URLError
@@ -40,8 +41,6 @@ class FullJitter(RandomJitter):
     """A wait drawn from [0, interval], capped: the AWS "full jitter" back-off, so retries of many jobs spread."""
 
     def recalculate(self, duration: float) -> float:
-        import random
-
         return random.uniform(0, min(duration, MAX_WAIT))
 
 
