@@ -177,10 +177,15 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
     state = ModernState(settings)
     scenario.modern = state
     workloads = spec.get("workloads") or {}
+    for ns in sorted({o["metadata"]["namespace"] for objs in store.objects.values() for o in objs.values()
+                      if o["metadata"].get("namespace")}):  # the namespaces objects live in exist
+        if not store.get("v1", "namespaces", None, ns):
+            store.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     _run_daemonsets(store, nodes, spec.get("daemonsets") or {})
     _container_states(store, workloads)
     if settings.get("istiod_patches", True):
-        _istiod_patches(store, (data_dir / ROOT_CERT).read_text())
+        foreign = {name: (data_dir / path).read_text() for name, path in (settings.get("ca_bundles") or {}).items()}
+        _istiod_patches(store, (data_dir / ROOT_CERT).read_text(), settings.get("validation_armed", True), foreign)
     _redirect_ambient(store, workloads)
     for entry in spec.get("pod_proxy") or []:
         ns, _, selector = entry["pods"].partition("/")
@@ -280,8 +285,9 @@ def _container_states(store: Store, workloads: dict) -> None:
                 status["conditions"] = [{"type": "Ready", "status": "False"}]
 
 
-def _istiod_patches(store: Store, root_pem: str) -> None:
-    """istiod publishes its root cert to every namespace and writes it into its webhooks."""
+def _istiod_patches(store: Store, root_pem: str, arm_validation: bool, foreign: dict[str, str]) -> None:
+    """istiod publishes its root cert to every namespace and writes it into its webhooks (``foreign``: webhook
+    configurations left with another CA's bundle, e.g. from a previous install)."""
     import base64
 
     for ns in store.list("v1", "namespaces"):
@@ -291,16 +297,16 @@ def _istiod_patches(store: Store, root_pem: str) -> None:
                        "metadata": {"name": CA_ROOT_CONFIGMAP, "namespace": name,
                                     "labels": {"istio.io/config": "true"}},
                        "data": {"root-cert.pem": root_pem}})
-    bundle = base64.b64encode(root_pem.encode()).decode()
     for plural in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         for config in store.list("admissionregistration.k8s.io/v1", plural):
+            bundle = base64.b64encode(foreign.get(config["metadata"]["name"], root_pem).encode()).decode()
             for hook in config.get("webhooks") or []:
                 if not str(hook.get("name", "")).endswith("istio.io"):
                     continue
                 client = hook.setdefault("clientConfig", {})
                 if not client.get("caBundle"):
                     client["caBundle"] = bundle
-                if plural.startswith("validating") and hook.get("failurePolicy") == "Ignore":
+                if arm_validation and plural.startswith("validating") and hook.get("failurePolicy") == "Ignore":
                     hook["failurePolicy"] = "Fail"
 
 
