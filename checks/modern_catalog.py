@@ -1,6 +1,6 @@
 """The istiod-era checks, in the order of the "Common problems" pages (appended to the catalogue)."""
 
-from checks import detect, istiod, modern_injection, modern_proxies
+from checks import detect, istiod, modern_injection, modern_proxies, modern_traffic
 
 MODERN_CHECKS = (
     detect.detect,
@@ -12,6 +12,7 @@ MODERN_CHECKS = (
     modern_proxies.version_skew,
     modern_proxies.crashes,
     modern_proxies.http10,
+    modern_traffic.destination_rule_tls,
     istiod.xds_rejects,
     modern_injection.validation_webhook,
     modern_proxies.certificates,

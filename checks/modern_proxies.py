@@ -259,9 +259,8 @@ def prometheus_scrape(ctx: Context):
     except (ValueError, AttributeError):
         raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON")) from None
     pods = proxies(ctx.get(ALL_PODS))
-    ips = {(p.get("status") or {}).get("podIP"): name_of(p) for p in pods}
-    mine = [t for t in targets if str((t.get("labels") or {}).get("instance", "")).rsplit(":", 1)[0] in ips
-            or str((t.get("discoveredLabels") or {}).get("__address__", "")).endswith(":15020")]
+    # injected pods are scraped on the agent's merged port (prometheus.io/port: "15020")
+    mine = [t for t in targets if str((t.get("discoveredLabels") or {}).get("__address__", "")).endswith(":15020")]
     down = [t for t in mine if t.get("health") != "up"]
     fix = (f"kubectl -n {endpoint.namespace} get configmap prometheus -o yaml | grep -A30 kubernetes-pods\n"
            "kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.name} "
