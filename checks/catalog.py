@@ -1,6 +1,7 @@
 """Every check, in one ordered list (the order of the guide)."""
 
 from checks import clock, envoy, injection, mixer, mtls, pilot, prometheus
+from checks.modern_catalog import MODERN_CHECKS
 
 ALL_CHECKS = (
     pilot.pilot_registration,
@@ -19,6 +20,6 @@ ALL_CHECKS = (
     envoy.refresh_delay,
     injection.webhook_certs,
     injection.apiserver_proxy,
-)
+) + MODERN_CHECKS
 
 GROUPS = frozenset(c.group for c in ALL_CHECKS)

@@ -202,6 +202,14 @@ class Cluster:
             raise _status_error(proxy_path, response)
         return response
 
+    async def pod_proxy(self, namespace: str, pod: str, port: int | str, path: str) -> Response:
+        """GET a port of one pod through the API server (the pod's own endpoints, e.g. istiod's 8080)."""
+        proxy_path = f"/api/v1/namespaces/{namespace}/pods/{quote(f'{pod}:{port}')}/proxy/{path.lstrip('/')}"
+        response = await self.get(proxy_path, accept="*/*")
+        if response.status in (401, 403) and _is_api_status(response):  # the API server refused, not the endpoint
+            raise _status_error(proxy_path, response)
+        return response
+
     async def _get_direct(self, url: str) -> Response:
         import httpx  # only clusters with direct endpoint URLs need it: keep it off the start-up path
 

@@ -15,7 +15,9 @@ def deployments_input(namespace: str) -> Objects:
 
 def detect(namespace: str, deployments: list[dict]) -> Istio:
     by_name = {d["metadata"]["name"]: d for d in deployments}
-    version = next((v for name in VERSION_SOURCES if (v := _image_tag(by_name.get(name)))), None)
+    # revisioned control planes are istiod-<rev> (a canary upgrade runs several): the default one first
+    sources = VERSION_SOURCES + tuple(sorted(n for n in by_name if n.startswith("istiod-")))
+    version = next((v for name in sources if (v := _image_tag(by_name.get(name)))), None)
     return Istio(namespace, version, _generation(by_name, version), by_name)
 
 
@@ -32,7 +34,7 @@ def _image_tag(deployment: dict | None) -> str | None:
 
 
 def _generation(by_name: dict, version: str | None) -> Generation | None:
-    if "istiod" in by_name:
+    if any(name == "istiod" or name.startswith("istiod-") for name in by_name):
         return Generation.ISTIOD
     if "istio-telemetry" in by_name or "istio-policy" in by_name:
         return Generation.MIXER_08 if (version or "").startswith("0.8") else Generation.MIXER_1X

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from checks import istio as istio_mod
 from checks.catalog import ALL_CHECKS, GROUPS
 from checks.cluster import DEFAULT_CONCURRENCY, Cluster
+from checks.detect import json_view
 from checks.errors import AccessError, ClusterError
 from checks.gather import Gatherer
 from checks.model import (
     ALL_GENERATIONS,
     Check,
     Context,
+    Generation,
     InputUnavailable,
     Istio,
     Outcome,
@@ -25,6 +27,7 @@ from checks.model import (
     Status,
     skipped,
 )
+from checks.successors import superseded
 
 DEFAULT_BUDGET_SECONDS = 20.0
 
@@ -76,9 +79,12 @@ class Report:
 
     def to_json(self) -> dict:
         generation = self.istio.generation.value if self.istio.generation else None
+        istio = {"version": self.istio.version, "generation": generation}
+        if self.istio.generation is Generation.ISTIOD:  # revisions: several control planes in a canary upgrade
+            istio.update(json_view(self.istio))
         return {
             "cluster": self.cluster,
-            "istio": {"version": self.istio.version, "generation": generation},
+            "istio": istio,
             "results": [r.to_json() for r in self.results],
             "duration_ms": self.duration_ms,
         }
@@ -125,6 +131,8 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
 
 def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | None) -> Outcome | None:
     """Why ``check`` cannot run on this control plane, or None when it can."""
+    if detection_error is None and (successor := superseded(check.id, istio)) is not None:
+        return successor
     if check.generations == ALL_GENERATIONS:
         return None
     if detection_error is not None:

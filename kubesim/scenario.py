@@ -19,6 +19,12 @@ A scenario is YAML:
     clock: {apiserver: seconds, nodes: {node-name: seconds}}
     latency_ms: 0
     expect: {check-id: warn|fail|error}  # the verdicts that are not pass (or a skip by version)
+    modern: {native_sidecars?, istiod_patches?, connected?}   # istiod-era mesh: kubesim/modern.py
+    pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?}]   # pods/NAME:PORT/proxy/PATH
+    daemonsets: {ns/name: {absent: [node], unready: [node]}}
+    workloads.<key>: {terminated: {c: {reason, exitCode}}, waiting: {c: reason}, proxy_version, injected,
+                      redirection}   # modern only
+    logs[].previous: true          # served for ?previous=true only (modern only)
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from kubesim import modern
 from kubesim.store import Store, load_manifest, stable_suffix
 
 DATA = Path(__file__).parent / "data"
@@ -74,6 +81,7 @@ class Scenario:
     node_offsets: dict[str, float] = field(default_factory=dict)
     latency_ms: float = 0.0
     expect: dict[str, str] = field(default_factory=dict)  # check id → verdict, for checks that do not pass
+    modern: object = None  # kubesim.modern.ModernState when the scenario has a `modern:` key
 
     def pod_log(self, pod: dict, container: str) -> str:
         meta = pod["metadata"]
@@ -164,12 +172,15 @@ def build(name: str, spec: dict) -> Scenario:
     )
     nodes = _add_nodes(store, int(spec.get("nodes", 3)), (major, minor))
     _add_apiserver(store, nodes[0], spec.get("apiserver") or {})
-    _run_controllers(store, nodes, spec.get("workloads") or {})
+    modern_settings = (spec.get("modern") or {}) if "modern" in spec else None
+    _run_controllers(store, nodes, spec.get("workloads") or {}, modern_settings)
     _run_jobs(store, spec.get("jobs") or {})
+    if "modern" in spec:  # istiod-era behaviour: see kubesim/modern.py
+        modern.apply(scenario, spec, nodes, DATA)
     for entry in spec.get("proxy") or []:
         key = _proxy_key(entry)
         scenario.proxies[key] = _payload(entry, scenario.proxies.get(key))
-    for entry in spec.get("logs") or []:
+    for entry in [e for e in spec.get("logs") or [] if not e.get("previous")]:  # previous: see kubesim.modern
         scenario.logs.append(LogRule(entry["namespace"], _selector(entry.get("selector", "")), entry["container"],
                                      list(entry.get("lines") or [])))
     for entry in spec.get("faults") or []:
@@ -251,7 +262,7 @@ def _add_apiserver(store: Store, node: str, overrides: dict) -> None:
     store.add(pod)
 
 
-def _run_controllers(store: Store, nodes: list[str], workloads: dict) -> None:
+def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_settings: dict | None = None) -> None:
     mesh = _mesh_config(store)
     injected = {n["metadata"]["name"] for n in store.list("v1", "namespaces")
                 if (n["metadata"].get("labels") or {}).get("istio-injection") == "enabled"}
@@ -273,7 +284,9 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict) -> None:
             pod["metadata"]["ownerReferences"] = [{
                 "apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True, "blockOwnerDeletion": True,
                 "name": f"{meta['name']}-{rs_hash}", "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}]
-            if meta["namespace"] in injected and not _has(pod, SIDECAR):
+            if modern_settings is not None:
+                modern.inject(store, pod, facts, modern_settings)
+            elif meta["namespace"] in injected and not _has(pod, SIDECAR):
                 _inject(pod, mesh, facts.get("inject") or {})
             pod["spec"]["nodeName"] = nodes[counter % len(nodes)]
             counter += 1

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kubesim import modern
 from kubesim.scenario import Scenario
 from kubesim.store import Resource
 
@@ -209,6 +210,10 @@ def _route(sim: Simulator, path: str, query: dict, accept: str):
         if obj is None:
             raise _NotFound(f'pods "{name}" not found', {"name": name, "kind": "pods"})
         return _pod_log(sim, obj, query)
+    if sub == "proxy" and resource.plural == "pods" and sim.scenario.modern is not None:
+        if obj is None:
+            raise _NotFound(f'pods "{name}" not found', {"name": name, "kind": "pods"})
+        return modern.pod_proxy(sim.scenario, obj, name.partition(":")[2], "/".join(rest[3:]))
     if sub == "proxy" and resource.plural == "services":
         return _service_proxy(sim, namespace, name, "/".join(rest[3:]), obj)
     raise _NotFound()
@@ -311,6 +316,8 @@ def _table(resource: Resource, objects: list[dict], metadata: dict) -> dict:
 
 def _pod_log(sim: Simulator, pod: dict, query: dict):
     containers = [c["name"] for c in pod["spec"].get("containers", [])]
+    if sim.scenario.modern is not None:  # init containers have logs too (native sidecars run as one)
+        containers += [c["name"] for c in pod["spec"].get("initContainers") or []]
     container = query.get("container") or (containers[0] if len(containers) == 1 else None)
     if container is None:
         return 400, _status(400, "BadRequest", f"a container name must be specified for pod "
@@ -318,7 +325,14 @@ def _pod_log(sim: Simulator, pod: dict, query: dict):
     if container not in containers:
         return 400, _status(400, "BadRequest", f"container {container} is not valid for pod "
                             f"{pod['metadata']['name']}"), "application/json"
-    lines = sim.scenario.pod_log(pod, container).splitlines(keepends=True)
+    if sim.scenario.modern is not None and query.get("previous") == "true":
+        previous = modern.previous_log(sim.scenario, pod, container)
+        if previous is None:
+            return 400, _status(400, "BadRequest", f'previous terminated container "{container}" in pod '
+                                f'"{pod["metadata"]["name"]}" not found'), "application/json"
+        lines = previous.splitlines(keepends=True)
+    else:
+        lines = sim.scenario.pod_log(pod, container).splitlines(keepends=True)
     if query.get("tailLines"):
         lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) else []
     return 200, "".join(lines).encode(), "text/plain"

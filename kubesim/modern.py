@@ -1,0 +1,546 @@
+"""istiod-era behaviour of the simulated cluster (a scenario with a ``modern:`` key).
+
+What a live istiod mesh adds on top of the objects: the injector follows its webhooks' selectors,
+istiod publishes its root certificate and patches its webhooks, DaemonSets (istio-cni, ztunnel)
+run a pod per node, istio-cni marks ambient pods as captured, and every component answers on its
+ports through the API server's pod proxy (``pods/NAME:PORT/proxy/PATH``) with payloads derived
+from the cluster's state. Metric names are Istio's source names (see kubesim/data/SOURCES.md §modern);
+the values are ours.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+
+from kubesim.store import Store, stable_suffix
+
+SIDECAR = "istio-proxy"
+SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease", "local-path-storage"}
+ROOT_CERT = "modern/root-cert.pem"
+CA_ROOT_CONFIGMAP = "istio-ca-root-cert"
+
+
+@dataclass
+class Override:
+    namespace: str
+    selector: dict
+    port: str
+    path: str
+    status: int | None
+    body: str | None
+    edits: list
+
+
+@dataclass
+class ModernState:
+    settings: dict
+    overrides: list[Override] = field(default_factory=list)
+    previous_logs: list[tuple[str, dict, str, list[str]]] = field(default_factory=list)
+
+
+# Selectors -------------------------------------------------------------------------------------
+
+def selector_matches(selector: dict | None, labels: dict) -> bool:
+    """A metav1.LabelSelector (matchLabels and matchExpressions); None or {} matches everything."""
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _labels(obj: dict) -> dict:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _simple_selector(text: str) -> dict:
+    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+
+
+# Injection -------------------------------------------------------------------------------------
+
+def injecting_revision(store: Store, pod: dict, namespace: dict | None) -> str | None:
+    """The revision whose webhook would inject this pod, as the API server would call it."""
+    if pod["metadata"].get("namespace") in SYSTEM_NAMESPACES or pod["spec"].get("hostNetwork"):
+        return None
+    ns_labels = _labels(namespace or {})
+    for config in store.list("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations"):
+        for hook in config.get("webhooks") or []:
+            if not str(hook.get("name", "")).endswith("sidecar-injector.istio.io"):
+                continue
+            if selector_matches(hook.get("namespaceSelector"), ns_labels) and selector_matches(
+                    hook.get("objectSelector"), _labels(pod)):
+                return _labels(config).get("istio.io/rev", "default")
+    return None
+
+
+def istiod_deployment(store: Store, revision: str) -> dict | None:
+    for d in store.list("apps/v1", "deployments"):
+        if _labels(d).get("app") == "istiod" or d["metadata"]["name"].startswith("istiod"):
+            if _labels(d).get("istio.io/rev", "default") == revision:
+                return d
+    return None
+
+
+def _image(deployment: dict | None) -> tuple[str, str]:
+    """(hub, tag) of a Deployment's first container."""
+    if not deployment:
+        return "docker.io/istio", "1.28.0"
+    image = deployment["spec"]["template"]["spec"]["containers"][0].get("image", "")
+    repo, _, tag = image.rpartition(":")
+    return repo.rsplit("/", 1)[0], tag
+
+
+def _env(deployment: dict | None, name: str) -> str | None:
+    for c in ((deployment or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []):
+        for var in c.get("env") or []:
+            if var.get("name") == name:
+                return str(var.get("value"))
+    return None
+
+
+def has_cni(store: Store) -> bool:
+    return any(_labels(d).get("k8s-app") == "istio-cni-node" for d in store.list("apps/v1", "daemonsets"))
+
+
+def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
+    """Mutate a new pod the way istiod's injector would (shape of the release's golden injected pod)."""
+    namespace = store.get("v1", "namespaces", None, pod["metadata"]["namespace"])
+    revision = injecting_revision(store, pod, namespace)
+    if facts.get("injected") is False or (revision is None and not facts.get("injected")):
+        return
+    if any(c.get("name") == SIDECAR for c in pod["spec"].get("containers", [])):
+        return  # gateways carry their proxy in the template
+    revision = revision or "default"
+    istiod = istiod_deployment(store, revision)
+    hub, tag = _image(istiod)
+    tag = str(facts.get("proxy_version") or tag)
+    native = settings.get("native_sidecars")
+    if native is None:
+        native = _env(istiod, "ENABLE_NATIVE_SIDECARS") == "true"
+    init_name = "istio-validation" if has_cni(store) else "istio-init"
+    init = {"name": init_name, "image": f"{hub}/proxyv2:{tag}",
+            "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
+                     "-x", "", "-b", "*", "-d", "15090,15021,15020"] + (["--run-validation", "--skip-rule-apply"]
+                                                                        if init_name == "istio-validation" else [])}
+    proxy = {"name": SIDECAR, "image": f"{hub}/proxyv2:{tag}",
+             "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local", "--proxyLogLevel=warning",
+                      "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"],
+             "env": [{"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
+                     {"name": "CA_ADDRESS", "value": f"istiod{'' if revision == 'default' else '-' + revision}"
+                                                     ".istio-system.svc:15012"},
+                     {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"}],
+             "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+             "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}
+    spec = pod["spec"]
+    spec.setdefault("initContainers", []).append(init)
+    if native:
+        spec["initContainers"].append({**proxy, "restartPolicy": "Always"})
+    else:
+        spec["containers"].append(proxy)
+    meta = pod["metadata"]
+    labels = meta.setdefault("labels", {})
+    labels.setdefault("security.istio.io/tlsMode", "istio")
+    labels.setdefault("service.istio.io/canonical-name", labels.get("app", meta["name"]))
+    labels.setdefault("service.istio.io/canonical-revision", labels.get("version", "latest"))
+    annotations = meta.setdefault("annotations", {})
+    annotations["sidecar.istio.io/status"] = json.dumps({
+        "initContainers": [init_name] + ([SIDECAR] if native else []), "containers": [] if native else [SIDECAR],
+        "volumes": ["workload-socket", "credential-socket", "workload-certs", "istio-envoy", "istio-data",
+                    "istio-podinfo", "istio-token", "istiod-ca-cert"],
+        "imagePullSecrets": None, "revision": revision})
+    annotations.setdefault("prometheus.io/scrape", "true")
+    annotations.setdefault("prometheus.io/port", "15020")
+    annotations.setdefault("prometheus.io/path", "/stats/prometheus")
+    annotations.setdefault("istio.io/rev", revision)
+
+
+# After the controllers ran ---------------------------------------------------------------------
+
+def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
+    """Everything a live istiod mesh does once pods exist; fills ``scenario.modern``."""
+    store: Store = scenario.store
+    settings = dict(spec.get("modern") or {})
+    state = ModernState(settings)
+    scenario.modern = state
+    workloads = spec.get("workloads") or {}
+    for ns in sorted({o["metadata"]["namespace"] for objs in store.objects.values() for o in objs.values()
+                      if o["metadata"].get("namespace")}):  # the namespaces objects live in exist
+        if not store.get("v1", "namespaces", None, ns):
+            store.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    _run_daemonsets(store, nodes, spec.get("daemonsets") or {})
+    _container_states(store, workloads)
+    if settings.get("istiod_patches", True):
+        foreign = {name: (data_dir / path).read_text() for name, path in (settings.get("ca_bundles") or {}).items()}
+        _istiod_patches(store, (data_dir / ROOT_CERT).read_text(), settings.get("validation_armed", True), foreign)
+    _redirect_ambient(store, workloads)
+    for entry in spec.get("pod_proxy") or []:
+        ns, _, selector = entry["pods"].partition("/")
+        body = None
+        if "file" in entry:
+            body = (data_dir / entry["file"]).read_text()
+        elif "json" in entry:
+            body = json.dumps(entry["json"])
+        elif "body" in entry:
+            body = str(entry["body"])
+        state.overrides.append(Override(ns, _simple_selector(selector), str(entry["port"]),
+                                        str(entry.get("path", "")).lstrip("/"), entry.get("status"), body,
+                                        list(entry.get("edits") or [])))
+    for entry in spec.get("logs") or []:
+        if entry.get("previous"):
+            state.previous_logs.append((entry["namespace"], _simple_selector(entry.get("selector", "")),
+                                        entry["container"], list(entry.get("lines") or [])))
+    _prometheus_targets(scenario)
+
+
+def _ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _run_daemonsets(store: Store, nodes: list[str], facts_by_key: dict) -> None:
+    for ds in store.list("apps/v1", "daemonsets"):
+        meta = ds["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        facts = facts_by_key.get(key) or {}
+        absent, unready = set(facts.get("absent") or []), set(facts.get("unready") or [])
+        template = ds["spec"]["template"]
+        ready = 0
+        for i, node in enumerate(nodes):
+            if node in absent:
+                continue
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(template.get("metadata") or {}),
+                   "spec": copy.deepcopy(template["spec"])}
+            pod["metadata"].update(name=f"{meta['name']}-{stable_suffix(key, node)}", namespace=meta["namespace"])
+            pod["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "controller": True,
+                                                   "name": meta["name"], "uid": f"{stable_suffix(key, length=8)}-ds"}]
+            pod["spec"]["nodeName"] = node
+            ok = node not in unready
+            ready += ok
+            statuses = [{"name": c["name"], "ready": ok, "restartCount": 0 if ok else 7, "image": c.get("image", ""),
+                         "started": ok,
+                         "state": {"running": {"startedAt": "2025-11-01T10:00:05Z"}} if ok else
+                         {"waiting": {"reason": "CrashLoopBackOff"}}} for c in pod["spec"].get("containers", [])]
+            pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ok else "False"}],
+                             "containerStatuses": statuses, "hostIP": f"10.0.0.{10 + i}",
+                             "podIP": f"10.0.0.{10 + i}" if pod["spec"].get("hostNetwork") else
+                             f"10.244.{i}.{200 + len(meta['name']) % 50}",
+                             "startTime": "2025-11-01T10:00:00Z"}
+            store.add(pod)
+        ds["status"] = {"desiredNumberScheduled": len(nodes), "currentNumberScheduled": len(nodes) - len(absent),
+                        "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": len(nodes),
+                        "numberMisscheduled": 0, "observedGeneration": 1}
+
+
+def _owner_key(pod: dict) -> str | None:
+    owner = next(iter(pod["metadata"].get("ownerReferences") or []), {})
+    if owner.get("kind") != "ReplicaSet":
+        return None
+    return f"{pod['metadata']['namespace']}/{owner['name'].rsplit('-', 1)[0]}"
+
+
+def _container_states(store: Store, workloads: dict) -> None:
+    """Termination reasons, waiting states and native-sidecar statuses the generic controller leaves out."""
+    for pod in store.list("v1", "pods"):
+        facts = workloads.get(_owner_key(pod) or "") or {}
+        status = pod.setdefault("status", {})
+        restarts = facts.get("restarts") or {}
+        native = [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+        if native and not status.get("initContainerStatuses"):
+            ready = _ready(pod)
+            status["initContainerStatuses"] = [
+                {"name": c["name"], "ready": ready, "restartCount": int(restarts.get(c["name"], 0)),
+                 "image": c.get("image", ""), "started": True,
+                 "state": {"running": {"startedAt": "2025-11-01T10:00:03Z"}},
+                 **({"lastState": {"terminated": {"exitCode": 134, "reason": "Error",
+                                                  "finishedAt": "2025-11-01T10:00:02Z"}}}
+                    if restarts.get(c["name"]) else {})}
+                for c in native]
+        every = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+        for cs in every:
+            term = (facts.get("terminated") or {}).get(cs["name"])
+            if term:
+                cs["lastState"] = {"terminated": {"exitCode": int(term.get("exitCode", 1)),
+                                                  "reason": term.get("reason", "Error"),
+                                                  "finishedAt": "2025-11-01T10:00:02Z"}}
+                cs["restartCount"] = max(cs.get("restartCount", 0), 1)
+            waiting = (facts.get("waiting") or {}).get(cs["name"])
+            if waiting:
+                cs["state"] = {"waiting": {"reason": waiting, "message": "back-off 5m0s restarting failed container"}}
+                cs["ready"] = False
+                cs["restartCount"] = max(cs.get("restartCount", 0), 5)
+                status["conditions"] = [{"type": "Ready", "status": "False"}]
+
+
+def _istiod_patches(store: Store, root_pem: str, arm_validation: bool, foreign: dict[str, str]) -> None:
+    """istiod publishes its root cert to every namespace and writes it into its webhooks (``foreign``: webhook
+    configurations left with another CA's bundle, e.g. from a previous install)."""
+    import base64
+
+    for ns in store.list("v1", "namespaces"):
+        name = ns["metadata"]["name"]
+        if not store.get("v1", "configmaps", name, CA_ROOT_CONFIGMAP):
+            store.add({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": CA_ROOT_CONFIGMAP, "namespace": name,
+                                    "labels": {"istio.io/config": "true"}},
+                       "data": {"root-cert.pem": root_pem}})
+    for plural in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+        for config in store.list("admissionregistration.k8s.io/v1", plural):
+            bundle = base64.b64encode(foreign.get(config["metadata"]["name"], root_pem).encode()).decode()
+            for hook in config.get("webhooks") or []:
+                if not str(hook.get("name", "")).endswith("istio.io"):
+                    continue
+                client = hook.setdefault("clientConfig", {})
+                if not client.get("caBundle"):
+                    client["caBundle"] = bundle
+                if arm_validation and plural.startswith("validating") and hook.get("failurePolicy") == "Ignore":
+                    hook["failurePolicy"] = "Fail"
+
+
+def _redirect_ambient(store: Store, workloads: dict) -> None:
+    """istio-cni enrols pods of ambient namespaces (never ones with a sidecar) on nodes with a ztunnel."""
+    ztunnel_nodes = {p["spec"].get("nodeName") for p in store.list("v1", "pods")
+                     if _labels(p).get("app") == "ztunnel" and _ready(p)}
+    modes = {n["metadata"]["name"]: _labels(n).get("istio.io/dataplane-mode") for n in store.list("v1", "namespaces")}
+    for pod in store.list("v1", "pods"):
+        mode = _labels(pod).get("istio.io/dataplane-mode") or modes.get(pod["metadata"]["namespace"])
+        if mode != "ambient" or pod["metadata"]["namespace"] in SYSTEM_NAMESPACES:
+            continue
+        annotations = pod["metadata"].setdefault("annotations", {})
+        if "sidecar.istio.io/status" in annotations:
+            continue
+        value = (workloads.get(_owner_key(pod) or "") or {}).get("redirection")
+        if value is None:
+            value = "enabled" if pod["spec"].get("nodeName") in ztunnel_nodes else "none"
+        if value != "none":
+            annotations["ambient.istio.io/redirection"] = value
+
+
+# Payloads -----------------------------------------------------------------------------------------
+
+def _proxy_container(pod: dict) -> dict | None:
+    for c in pod["spec"].get("containers", []) + [
+            c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]:
+        if c.get("name") == SIDECAR:
+            return c
+    return None
+
+
+def _tag(container: dict | None) -> str:
+    return (container or {}).get("image", ":1.28.0").rpartition(":")[2]
+
+
+def _revision(pod: dict) -> str:
+    status = (pod["metadata"].get("annotations") or {}).get("sidecar.istio.io/status")
+    if status:
+        try:
+            return json.loads(status).get("revision") or "default"
+        except ValueError:
+            pass
+    return _labels(pod).get("istio.io/rev", "default")
+
+
+def _running(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running"
+
+
+def xds_clients(store: Store) -> list[tuple[str, str]]:
+    """(revision, version) of every running xDS client: sidecars, gateways, waypoints, ztunnels."""
+    out = []
+    for pod in store.list("v1", "pods"):
+        if not _running(pod):
+            continue
+        proxy = _proxy_container(pod)
+        if proxy is not None and _labels(pod).get("app") != "ztunnel":
+            out.append((_revision(pod), _tag(proxy)))
+        elif _labels(pod).get("app") == "ztunnel":
+            out.append(("default", _tag(pod["spec"]["containers"][0])))
+    return out
+
+
+def _metric(name: str, kind: str, samples: list[tuple[dict, float]], help_text: str = "") -> str:
+    lines = [f"# HELP {name} {help_text or name}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
+    return "\n".join(lines) + "\n"
+
+
+def _istiod_metrics(scenario, pod: dict) -> str:
+    store = scenario.store
+    revision = _labels(pod).get("istio.io/rev", "default")
+    replicas = sorted(p["metadata"]["name"] for p in store.list("v1", "pods", pod["metadata"]["namespace"])
+                      if _labels(p).get("app") == "istiod" and _ready(p)
+                      and _labels(p).get("istio.io/rev", "default") == revision)
+    clients = [v for rev, v in xds_clients(store) if rev == revision]
+    wanted = scenario.modern.settings.get("connected")
+    if wanted is not None and clients:
+        clients = (clients * (int(wanted) // len(clients) + 1))[:int(wanted)]
+    index = replicas.index(pod["metadata"]["name"]) if pod["metadata"]["name"] in replicas else -1
+    mine = [v for i, v in enumerate(clients) if replicas and i % len(replicas) == index]
+    by_version: dict[str, int] = {}
+    for version in mine:
+        by_version[version] = by_version.get(version, 0) + 1
+    tag = _tag(pod["spec"]["containers"][0])
+    minor = tuple(int(x) for x in re.findall(r"\d+", tag)[:2]) or (1, 28)
+    text = _metric("pilot_xds", "gauge", [({"version": v}, n) for v, n in sorted(by_version.items())]
+                   or [({"version": tag}, 0)], "Number of endpoints connected to this pilot using XDS.")
+    pushes = [({"type": t}, 40 + len(mine)) for t in ("cds", "eds", "lds", "rds")]
+    text += _metric("pilot_xds_pushes", "counter", pushes, "Pilot build and send errors for lds, rds, cds and eds.")
+    text += _metric("pilot_info", "gauge", [({"version": f"{tag}-{stable_suffix(tag, length=8)}-Clean"}, 1)],
+                    "Pilot version and build information.")
+    text += _metric("sidecar_injection_success_total", "counter", [({}, 25)],
+                    "Total number of successful sidecar injection requests.")
+    if minor >= (1, 23):
+        text += _metric("citadel_server_root_cert_expiry_seconds", "gauge", [({}, 315360000)],
+                        "The time remaining, in seconds, before the root cert will expire.")
+    text += _metric("citadel_server_root_cert_expiry_timestamp", "gauge", [({}, 2077000000)],
+                    "The unix timestamp, in seconds, when the root cert will expire.")
+    return text
+
+
+def _agent_metrics(pod: dict) -> str:
+    text = _metric("istio_agent_cert_expiry_seconds", "gauge",
+                   [({"resource_name": "default"}, 72000), ({"resource_name": "ROOTCA"}, 315000000)],
+                   "The time remaining, in seconds, before the certificate chain will expire.")
+    text += _metric("istio_agent_process_max_fds", "gauge", [({}, 1048576)], "Maximum number of open file descriptors.")
+    text += _metric("istio_agent_process_open_fds", "gauge", [({}, 42)], "Number of open file descriptors.")
+    text += _metric("istio_agent_istiod_connection_failures", "counter", [({}, 0)],
+                    "The total number of connection failures to istiod")
+    return text
+
+
+def _envoy_metrics(pod: dict, proxy: dict) -> str:
+    labels = _labels(pod)
+    workload = labels.get("app", pod["metadata"]["name"])
+    ns = pod["metadata"]["namespace"]
+    text = _metric("istio_build", "gauge", [({"component": "proxy", "tag": _tag(proxy)}, 1)],
+                   "Istio component build info")
+    text += _metric("istio_requests_total", "counter", [({
+        "reporter": "destination", "source_workload": "istio-ingressgateway",
+        "source_workload_namespace": "istio-system",
+        "destination_workload": workload, "destination_workload_namespace": ns,
+        "destination_service": f"{workload}.{ns}.svc.cluster.local", "request_protocol": "http",
+        "response_code": "200", "response_flags": "-", "connection_security_policy": "mutual_tls"}, 12)])
+    return text
+
+
+def _ztunnel_metrics(scenario, pod: dict) -> str:
+    node = pod["spec"].get("nodeName")
+    active = sum(1 for p in scenario.store.list("v1", "pods") if p["spec"].get("nodeName") == node
+                 and (p["metadata"].get("annotations") or {}).get("ambient.istio.io/redirection") == "enabled")
+    text = _metric("workload_manager_active_proxy_count", "gauge", [({}, active)], "The current number of proxies.")
+    text += _metric("workload_manager_pending_proxy_count", "gauge", [({}, 0)],
+                    "The current number of pending proxies.")
+    text += _metric("istio_build", "gauge", [({"component": "ztunnel", "tag": _tag(pod["spec"]["containers"][0])}, 1)])
+    return text
+
+
+def _default(scenario, pod: dict, port: str, path: str) -> tuple[int, str]:
+    labels = _labels(pod)
+    ready = _ready(pod)
+    if not _running(pod):
+        return 503, "pod is not running\n"
+    if labels.get("app") == "istiod":
+        if port == "8080" and path == "ready":
+            return (200, "") if ready else (503, "not ready\n")
+        if port == "15014" and path == "metrics":
+            return 200, _istiod_metrics(scenario, pod)
+        if port == "15014" and path == "version":
+            return 200, _tag(pod["spec"]["containers"][0]) + "\n"
+        if port == "15014" and path.startswith("debug"):
+            return 401, "Unauthorized\n"
+    if labels.get("app") == "ztunnel":
+        if port == "15020" and path in ("metrics", "stats/prometheus"):
+            return 200, _ztunnel_metrics(scenario, pod)
+        if port == "15021" and path == "healthz/ready":
+            return (200, "") if ready else (503, "not ready\n")
+    if labels.get("k8s-app") == "istio-cni-node":
+        if port == "8000" and path in ("readyz", "healthz"):
+            return (200, "") if ready else (503, "not ready\n")
+        if port == "15014" and path == "metrics":
+            return 200, _metric("istio_cni_install_ready", "gauge", [({}, 1 if ready else 0)])
+    proxy = _proxy_container(pod)
+    if proxy is not None:
+        if port in ("15020", "15021") and path == "healthz/ready":
+            return (200, "") if ready else (503, "Envoy proxy is NOT ready\n")
+        if port == "15020" and path in ("stats/prometheus", "metrics"):
+            return 200, _agent_metrics(pod) + _envoy_metrics(pod, proxy)
+        if port == "15090" and path == "stats/prometheus":
+            return 200, _envoy_metrics(pod, proxy)
+    return 404, "404 page not found\n"
+
+
+def pod_proxy(scenario, pod: dict, port: str, path: str) -> tuple[int, bytes, str]:
+    from kubesim.scenario import _edit
+
+    status, body = _default(scenario, pod, port, path)
+    for rule in scenario.modern.overrides:
+        if rule.namespace == pod["metadata"]["namespace"] and rule.port == port and rule.path == path and all(
+                _labels(pod).get(k) == v for k, v in rule.selector.items()):
+            if rule.body is not None:
+                body = rule.body
+            if rule.status is not None:
+                status = int(rule.status)
+            for edit in rule.edits:
+                body = _edit(body, edit)
+    content_type = "application/json" if body.lstrip()[:1] in "[{" else "text/plain; version=0.0.4"
+    return status, body.encode(), content_type
+
+
+def previous_log(scenario, pod: dict, container: str) -> str | None:
+    """Lines of the container's previous instance, or None when it never terminated."""
+    lines = []
+    for ns, selector, name, rule_lines in scenario.modern.previous_logs:
+        if ns == pod["metadata"]["namespace"] and name == container and all(
+                _labels(pod).get(k) == v for k, v in selector.items()):
+            lines += rule_lines
+    statuses = (pod.get("status") or {}).get("containerStatuses", []) + (pod.get("status") or {}).get(
+        "initContainerStatuses", [])
+    restarted = any(s.get("name") == container and s.get("restartCount") for s in statuses)
+    if not lines and not restarted:
+        return None
+    return "".join(line.rstrip("\n") + "\n" for line in lines)
+
+
+def _prometheus_targets(scenario) -> None:
+    """Prometheus' /api/v1/targets for the sample add-on's kubernetes-pods job: annotated pods, all up."""
+    from kubesim.scenario import Payload
+
+    store = scenario.store
+    service = next((s for s in store.list("v1", "services") if s["metadata"]["name"] == "prometheus"), None)
+    if service is None:
+        return
+    targets = []
+    for pod in store.list("v1", "pods"):
+        annotations = pod["metadata"].get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") != "true" or not _running(pod):
+            continue
+        address = f"{pod['status'].get('podIP')}:{annotations.get('prometheus.io/port', '80')}"
+        path = annotations.get("prometheus.io/path", "/metrics")
+        targets.append({
+            "discoveredLabels": {"__address__": address, "__metrics_path__": path, "__scheme__": "http",
+                                 "job": "kubernetes-pods", "__meta_kubernetes_pod_name": pod["metadata"]["name"],
+                                 "__meta_kubernetes_namespace": pod["metadata"]["namespace"]},
+            "labels": {"instance": address, "job": "kubernetes-pods", "namespace": pod["metadata"]["namespace"],
+                       "pod": pod["metadata"]["name"]},
+            "scrapePool": "kubernetes-pods", "scrapeUrl": f"http://{address}{path}", "globalUrl": f"http://{address}{path}",
+            "lastError": "", "lastScrape": "2025-11-01T10:05:44.723715405Z", "lastScrapeDuration": 0.004,
+            "health": "up", "scrapeInterval": "15s", "scrapeTimeout": "10s"})
+    body = json.dumps({"status": "success", "data": {"activeTargets": targets, "droppedTargets": []}})
+    port = str(service["spec"]["ports"][0]["port"])
+    scenario.proxies[(service["metadata"]["namespace"], "prometheus", port, "api/v1/targets")] = Payload(
+        200, body.encode(), "application/json")
