@@ -110,6 +110,8 @@ def cmd_ask(args) -> int:
     except knowledge.GuideError as exc:
         print(f"meshbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in index.warnings:  # a part of a guide that could not be read: say where, answer from the rest
+        print(f"meshbot: warning: {warning}", file=sys.stderr)
     if args.question == ["-"]:
         for line in sys.stdin:  # one answer a line, blank lines included, so outputs pair with inputs
             matches = index.ask(line) if line.strip() else []

@@ -19,7 +19,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
 
 from . import builtin
-from .guide import DEFAULT_HOME, Block, Fetcher, Section, parse_guide
+from .guide import DEFAULT_HOME, Block, Fetcher, Section, read_guide
 from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, escape_mrkdwn, stem, terms, words
 
 THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/README.md
@@ -41,6 +41,12 @@ class Match:
     checks: list[str]
     url: str
     plain_excerpt: str = field(default="", repr=False)  # the excerpt as plain text, for terminals
+    guide: str = "builtin"  # the guide it quotes (its name), or "builtin" (meshbot's own words)
+    also_in: tuple[str, ...] = ()  # other guides with the same heading
+
+    @property
+    def guides(self) -> list[str]:
+        return [self.guide, *self.also_in]
 
     def to_json(self) -> dict:
         return {
@@ -49,12 +55,16 @@ class Match:
             "score": round(self.score, 3),
             "excerpt": self.excerpt,
             "checks": list(self.checks),
+            "guide": self.guide,
+            "guides": self.guides,
+            "url": self.url,
         }
 
 
 class Index:
     def __init__(self, sections: Sequence[Section]) -> None:
         self.sections = list(sections)
+        self.warnings: tuple[str, ...] = ()  # from load_index: parts of guides that could not be read
         self._by_id = {s.id: s for s in self.sections}
         docs = [terms(_document_text(s)) for s in self.sections]
         self._bm25 = bm25s.BM25()
@@ -153,6 +163,8 @@ class Index:
             checks=list(s.checks),
             url=s.url,
             plain_excerpt=excerpt(s, self._relevance(question), plain=True),
+            guide=s.guide or "builtin",
+            also_in=s.also_in,
         )
 
     def _relevance(self, question: str | None):
@@ -293,16 +305,25 @@ def load_index(
     if fetcher is None and (cache_dir or timeout):
         fetcher = Fetcher(cache_dir=cache_dir, timeout=timeout or 10.0)
     fetcher = fetcher or _default_fetcher
-    sections: list[Section] = []
-    seen: set[str] = set()
+    sections: dict[str, Section] = {}
+    warnings: list[str] = []
     for source in guides:
-        guide = parse_guide(fetcher.read(source), source=source, base_url=(base_urls or {}).get(source), home=home)
+        guide = read_guide(source, fetcher, home=home, base_url=(base_urls or {}).get(source))
+        warnings.extend(guide.warnings)
         for s in guide.sections:
-            if s.id in seen:  # a runbook repeating a heading: keep the first
-                continue
-            seen.add(s.id)
-            sections.append(s)
-    return Index(merge(sections, builtin_sections() if include_builtin else []))
+            first = sections.get(s.id)
+            if first is None:
+                sections[s.id] = s
+            elif s.guide != first.guide and s.guide not in first.also_in:
+                # A heading two guides share is one section: the first guide's link, both texts.
+                note = Block(f"_{escape_mrkdwn(s.guide)}:_ <{s.url}|{escape_mrkdwn(s.title)}>",
+                             f"{s.guide}: {s.title} ({s.url})")
+                sections[s.id] = replace(first, blocks=first.blocks + (note,) + s.blocks,
+                                         also_in=first.also_in + (s.guide,))
+            # else a guide repeating its own heading: keep the first
+    index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else []))
+    index.warnings = tuple(warnings)
+    return index
 
 
 def excerpt_for_section(
