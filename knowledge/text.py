@@ -13,11 +13,17 @@ import re
 # Slack's message markup: https://api.slack.com/reference/surfaces/formatting
 _MENTION = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|chan>, <!here>, <!subteam^S1>
 _LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
-_EMOJI = re.compile(r"(?<![\w:]):[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*:(?![\w])")
+_EMOJI = re.compile(r"(?<![\w:]):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|\+1|-1):(?![\w])")
+# *bold*, _italic_, ~strike~ markers at a word's edge; inside a word (grpc_server_handled_total) they are text.
+_EMPHASIS = re.compile(r"(?<![\w*_~])[*_~]+(?=[^\s*_~])|(?<=[^\s*_~])[*_~]+(?![\w*_~])")
 
 
 def clean_chat(text: str) -> str:
-    """Strip Slack markup from a message, keeping what a person wrote."""
+    """Slack markup out of a message, keeping what a person wrote: the one normaliser before ranking.
+
+    Mentions and channel links go (they name people and places, not problems), a link keeps its label,
+    emoji go, code spans and blocks keep their code, emphasis keeps its words, entities are decoded.
+    """
     text = _MENTION.sub(" ", text)
     text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
     while True:  # emoji can sit back to back (`:wave::skin-tone-2:`)
@@ -26,7 +32,8 @@ def clean_chat(text: str) -> str:
             break
         text = stripped
     text = text.replace("`", " ")
-    return html.unescape(text)  # Slack sends &lt; &gt; &amp;
+    text = _EMPHASIS.sub("", text)
+    return html.unescape(text)  # Slack sends &lt; &gt; &amp; (decoded last: a decoded < is text, not markup)
 
 
 def escape_mrkdwn(text: str) -> str:
