@@ -15,7 +15,8 @@ _MENTION = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|chan>, <!here>, <!subtea
 _LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
 _EMOJI = re.compile(r"(?<![\w:]):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|\+1|-1):(?![\w])")
 # *bold*, _italic_, ~strike~ markers at a word's edge; inside a word (grpc_server_handled_total) they are text.
-_EMPHASIS = re.compile(r"(?<![\w*_~])[*_~]+(?=[^\s*_~])|(?<=[^\s*_~])[*_~]+(?![\w*_~])")
+# Only paired markers are markup: a lone one (`fd_ != -1`, `a*b`) is text.
+_EMPHASIS = re.compile(r"(?<![\w*_~])([*_~]+)(?=\S)([^\n]*?\S)\1(?![\w*_~])")
 
 
 def clean_chat(text: str) -> str:
@@ -32,7 +33,7 @@ def clean_chat(text: str) -> str:
             break
         text = stripped
     text = text.replace("`", " ")
-    text = _EMPHASIS.sub("", text)
+    text = _EMPHASIS.sub(r"\2", text)
     return html.unescape(text)  # Slack sends &lt; &gt; &amp; (decoded last: a decoded < is text, not markup)
 
 
