@@ -37,6 +37,11 @@ class Block:
     mrkdwn: str
     plain: str
     code: tuple[str, ...] = ()  # the code blocks inside it
+    prose: str | None = None  # plain text without its code (None: all of `plain` when there is no code)
+
+    @property
+    def words(self) -> str:
+        return self.prose if self.prose is not None else ("" if self.code else self.plain)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ class Section:
     guide: str = ""  # the name of the guide it came from (guide_name), or "builtin"
     also_in: tuple[str, ...] = ()  # other guides with the same heading (one section, see DESIGN.md)
     checks: tuple[str, ...] = ()
-    symptoms: tuple[str, ...] = ()
+    symptoms: tuple[str, ...] = ()  # built-in knowledge: how people report the problem
+    signatures: tuple[str, ...] = ()  # from the checks' declarations: log lines, metrics, errors, ports
 
     @property
     def text(self) -> str:
@@ -357,10 +363,12 @@ def _close(tokens: list[Token], i: int) -> int:
 
 def _block(tokens: list[Token], page: str, home: str, marker: str = "") -> Block:
     code = tuple(t.content for t in tokens if t.type in ("fence", "code_block"))
+    prose = _render([t for t in tokens if t.type not in ("fence", "code_block")], "plain", page, home, marker)
     return Block(
         mrkdwn=_render(tokens, "mrkdwn", page, home, marker),
         plain=_render(tokens, "plain", page, home, marker),
         code=code,
+        prose=prose if code else None,
     )
 
 

@@ -27,9 +27,22 @@ RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
-TITLE_WEIGHT = 3  # times a heading counts in its section
+SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
+# BM25F by repetition: how many times each field of a section counts in its document.  Headings and
+# the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
+FIELD_WEIGHTS = {"heading": 3, "signatures": 2, "symptoms": 1, "body": 1, "commands": 1}
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 EVIDENCE = 2.0  # matched question words needed for full confidence
+
+
+@dataclass(frozen=True)
+class Answer:
+    matches: list[Match]  # confident answers: DESIGN.md's `matches`
+    suggestions: list[Match]  # below the confidence line: the closest sections, when there is no match
+
+    def to_json(self) -> dict:
+        return {"matches": [m.to_json() for m in self.matches],
+                "suggestions": [m.to_json() for m in self.suggestions]}
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,21 @@ class Index:
         return self._by_id.get(section_id)
 
     def ask(self, question: str, limit: int = 3) -> list[Match]:
+        """Confident answers, best first; empty when no section answers with confidence."""
+        return self.answer(question, limit).matches
+
+    def answer(self, question: str, limit: int = 3) -> Answer:
+        """Confident matches, or else (never both) up to `limit` low-confidence suggestions."""
+        scored = self._scored(question)
+        if not scored:
+            return Answer([], [])
+        top = scored[0][0]
+        if top >= THRESHOLD:
+            return Answer([self._match(s, score, question) for score, s in scored[:limit]
+                           if score >= THRESHOLD and score >= RELATIVE * top], [])
+        return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])
+
+    def _scored(self, question: str) -> list[tuple[float, Section]]:
         weights = self._query(question)
         if not weights or not self.sections:
             return []
@@ -115,17 +143,10 @@ class Index:
             hits = {t: w for t, w in asked.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
             covered = sum(w * self._idf.get(t, self._idf_unknown) for t, w in hits.items())
             evidence = min(1.0, sum(hits.values()) / EVIDENCE)
-            score = (covered / total) * evidence * math.sqrt(raw[i] / best)
+            score = (covered / total) * evidence * math.sqrt(raw[i] / best) if total else 0.0
             scored.append((min(score, 1.0), s))
         scored.sort(key=lambda p: -p[0])
-        if not scored or scored[0][0] < THRESHOLD:
-            return []
-        top = scored[0][0]
-        return [
-            self._match(s, score, question)
-            for score, s in scored[:limit]
-            if score >= THRESHOLD and score >= RELATIVE * top
-        ]
+        return scored
 
     def _query(self, question: str) -> dict[str, float]:
         """Weighted query terms: the question's own (typos corrected), then synonyms."""
@@ -178,9 +199,19 @@ class Index:
         return score
 
 
+def fields(s: Section) -> dict[str, str]:
+    """The fields a section is ranked on (FIELD_WEIGHTS)."""
+    return {
+        "heading": s.title,
+        "signatures": "\n".join(s.signatures),
+        "symptoms": "\n".join(s.symptoms),
+        "body": "\n\n".join(b.words for b in s.blocks),
+        "commands": "\n".join(s.code_blocks),
+    }
+
+
 def _document_text(s: Section) -> str:
-    # Headings name the problem most precisely, so they count several times.
-    return "\n".join([s.title] * TITLE_WEIGHT + [*s.symptoms, s.text])
+    return "\n".join(text for name, text in fields(s).items() for _ in range(FIELD_WEIGHTS[name]) if text)
 
 
 def excerpt(section: Section, relevance=None, *, plain: bool = False) -> str:
@@ -260,13 +291,29 @@ def builtin_sections() -> list[Section]:
 
 
 def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) -> list[Section]:
-    """Guide sections win on text; built-in entries add checks and symptoms."""
+    """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures."""
     known = {s.id: s for s in builtin_list}
     merged = []
     for s in guide_sections:
         b = known.pop(s.id, None)
         merged.append(replace(s, checks=b.checks, symptoms=b.symptoms) if b else s)
-    return _list_children(merged + list(known.values()))
+    return _list_children([_with_checks(s) for s in merged + list(known.values())])
+
+
+def _with_checks(s: Section) -> Section:
+    """A section's checks and their signatures, from the checks' own declarations (one source)."""
+    mine = [c for c in _all_checks() if c.section == s.id]
+    if not mine:
+        return s
+    checks = tuple(dict.fromkeys([*s.checks, *(c.id for c in mine)]))
+    signatures = tuple(dict.fromkeys(sig for c in mine for sig in c.signatures))
+    return replace(s, checks=checks, signatures=signatures)
+
+
+def _all_checks():
+    from checks.catalog import ALL_CHECKS  # imported here: the catalogue loads every check module
+
+    return ALL_CHECKS
 
 
 def _list_children(sections: list[Section]) -> list[Section]:
