@@ -20,17 +20,32 @@ from rapidfuzz.distance import DamerauLevenshtein
 
 from . import builtin
 from .guide import DEFAULT_HOME, Block, Fetcher, Section, read_guide
-from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, escape_mrkdwn, stem, terms, words
+from .text import (
+    ABBREVIATIONS,
+    STOPWORDS,
+    SYNONYMS,
+    asks_how_to,
+    clean_chat,
+    escape_mrkdwn,
+    stem,
+    terms,
+    words,
+)
 
-THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/README.md
+# The confidence line: the highest score an off-topic question of the tuning set reaches (0.37, after
+# how-to questions are set aside) plus a margin of 0.03, since questions nobody tuned for score higher.
+THRESHOLD = 0.40
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
+PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a section
 SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
 FIELD_WEIGHTS = {"heading": 3, "signatures": 2, "symptoms": 1, "body": 1, "commands": 1}
+# How much of a question word's information a section accounts for, by the field it is found in.
+COVER = {"heading": 1.0, "signatures": 1.0, "symptoms": 1.0, "body": 0.7, "commands": 0.5}
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 EVIDENCE = 2.0  # matched question words needed for full confidence
 
@@ -79,11 +94,19 @@ class Index:
         self.sections = list(sections)
         self.warnings: tuple[str, ...] = ()  # from load_index: parts of guides that could not be read
         self._by_id = {s.id: s for s in self.sections}
-        docs = [terms(_document_text(s)) for s in self.sections]
+        docs = [_with_pairs(_document_text(s)) for s in self.sections]
         self._bm25 = bm25s.BM25()
         self._bm25.index(docs, show_progress=False)
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
+        # Where each term occurs in each section: the best field's COVER share (heading beats body).
+        self._cover = []
+        for sec in self.sections:
+            place: dict[str, float] = {}
+            for name, text in fields(sec).items():
+                for t in terms(text):
+                    place[t] = max(place.get(t, 0.0), COVER[name])
+            self._cover.append(place)
         n = len(docs)
         df: dict[str, int] = {}
         for doc in self._doc_terms:
@@ -112,7 +135,7 @@ class Index:
         if not scored:
             return Answer([], [])
         top = scored[0][0]
-        if top >= THRESHOLD:
+        if top >= THRESHOLD and not asks_how_to(question):
             return Answer([self._match(s, score, question) for score, s in scored[:limit]
                            if score >= THRESHOLD and score >= RELATIVE * top], [])
         return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])
@@ -122,6 +145,9 @@ class Index:
         if not weights or not self.sections:
             return []
         known = {t: w for t, w in weights.items() if t in self._vocab}
+        # Adjacent word pairs found in a section (a pasted error line, a heading's phrase) rank it higher;
+        # they never count in the coverage below, so a pair the guides lack costs nothing.
+        known.update({p: PAIR_WEIGHT for p in _pairs(terms(clean_chat(question))) if p in self._vocab})
         raw = np.zeros(len(self.sections))
         for t, w in known.items():
             raw += w * self._bm25.get_scores([t])
@@ -139,9 +165,10 @@ class Index:
         for i, s in enumerate(self.sections):
             if raw[i] <= 0:
                 continue
-            have = self._doc_terms[i]
+            have, cover = self._doc_terms[i], self._cover[i]
             hits = {t: w for t, w in asked.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
-            covered = sum(w * self._idf.get(t, self._idf_unknown) for t, w in hits.items())
+            covered = sum(w * self._idf.get(t, self._idf_unknown) * cover.get(t, COVER["body"])
+                          for t, w in hits.items())
             evidence = min(1.0, sum(hits.values()) / EVIDENCE)
             score = (covered / total) * evidence * math.sqrt(raw[i] / best) if total else 0.0
             scored.append((min(score, 1.0), s))
@@ -154,7 +181,12 @@ class Index:
         for chunk in clean_chat(question).split():
             # In paths and URLs pasted from logs, unknown words are noise.
             in_path = chunk.count("/") >= 2
-            for w in words(chunk):
+            whole = words(chunk, camel=False)
+            # The parts of a CamelCase name (AuthorizationPolicy) count as much as a synonym.
+            for w in dict.fromkeys(words(chunk)):
+                if w not in whole and len(w) > 1 and w not in STOPWORDS:
+                    weights.setdefault(stem(w), SYNONYM_WEIGHT)
+            for w in whole:
                 if len(w) < 2 or w in STOPWORDS:
                     continue
                 t = stem(ABBREVIATIONS.get(w, w))
@@ -164,7 +196,7 @@ class Index:
                 if t not in self._vocab and t not in SYNONYMS and w.isalpha() and len(w) >= 4:
                     fixed = self._correct(w)
                     t, weight = (fixed, TYPO_WEIGHT) if fixed else (t, 1.0)
-                weights[t] = max(weight, weights.get(t, 0.0))
+                weights[t] = max(weight, weights.get(t, 0.0) if weights.get(t) != SYNONYM_WEIGHT else 0.0)
         for t in list(weights):
             for extra in SYNONYMS.get(t, ()):
                 weights.setdefault(extra, SYNONYM_WEIGHT)
@@ -197,6 +229,19 @@ class Index:
             return sum(w * self._idf.get(t, 0.0) for t, w in weights.items() if t in have)
 
         return score
+
+
+def _pairs(ts: list[str]) -> list[str]:
+    return [f"{a}+{b}" for a, b in zip(ts, ts[1:], strict=False) if a != b]
+
+
+def _with_pairs(text: str) -> list[str]:
+    """Index terms of a document and its adjacent pairs, line by line (no pair spans two lines)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        ts = terms(line)
+        out += ts + _pairs(ts)
+    return out
 
 
 def fields(s: Section) -> dict[str, str]:

@@ -27,13 +27,13 @@ def clean_chat(text: str) -> str:
     """
     text = _MENTION.sub(" ", text)
     text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    text = _EMPHASIS.sub(r"\2", text)  # first: `_:fire: down_` is an emoji once its markers are gone
     while True:  # emoji can sit back to back (`:wave::skin-tone-2:`)
         stripped = _EMOJI.sub(" ", text)
         if stripped == text:
             break
         text = stripped
     text = text.replace("`", " ")
-    text = _EMPHASIS.sub(r"\2", text)
     return html.unescape(text)  # Slack sends &lt; &gt; &amp; (decoded last: a decoded < is text, not markup)
 
 
@@ -43,7 +43,8 @@ def escape_mrkdwn(text: str) -> str:
 
 
 # A word, or a dotted version number such as 1.0 or 0.5.1.
-_WORD = re.compile(r"\d+(?:\.\d+)+|[a-z0-9_]+")
+_WORD = re.compile(r"\d+(?:\.\d+)+|[A-Za-z0-9_]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")  # AuthorizationPolicy, hostNetwork, HTTPRoute
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any anyone anything are as
@@ -79,16 +80,20 @@ def stem(word: str) -> str:
     return word
 
 
-def words(text: str) -> list[str]:
-    """Lowercased words, before stemming; identifiers split into their parts too."""
+def words(text: str, camel: bool = True) -> list[str]:
+    """Lowercased words, before stemming; identifiers (snake_case, CamelCase) split into their parts too."""
     out = []
-    for w in _WORD.findall(text.lower()):
-        w = w.strip("_")
+    for raw in _WORD.findall(text):
+        raw = raw.strip("_")
+        w = raw.lower()
         if not w:
             continue
         out.append(w)
         if "_" in w:
             out.extend(p for p in w.split("_") if p)
+        elif camel and raw.isalnum() and not raw.isupper() and not raw.islower() \
+                and len(parts := _CAMEL.findall(raw)) > 1:
+            out.extend(p.lower() for p in parts)
         elif "." in w and w.count(".") > 1:
             out.append(".".join(w.split(".")[:2]))  # 0.5.1 also counts as 0.5
     return out
@@ -143,3 +148,27 @@ for _keys, _values in _SYNONYM_GROUPS.items():
     for _key in _keys.split():
         _extra = tuple(t for v in _values.split() for t in terms(v) if t != stem(_key))
         SYNONYMS[stem(_key)] = SYNONYMS.get(stem(_key), ()) + _extra
+
+
+# The guides answer problems.  A question that asks how to use a feature, with no sign of trouble in
+# it, is a tutorial question, however many of the guides' words it shares ("how do I configure
+# retries"); it is offered suggestions, never a confident answer.  Asking how to look into the mesh
+# (dump, capture, attach a debugger) is troubleshooting, which the guides do answer.
+_HOW_TO = re.compile(
+    r"^\s*(?:how (?:do|can|should|would) (?:i|we|you|one)|how to|what(?:'s| is| are) the (?:best|recommended|"
+    r"difference)|what is|can (?:i|we|you) use|is there a way|does \S+ support|best way)\b"
+    r"|\b(?:set up|setup|configure|enable|install|add an?|expose|difference between|recommended way)\b")
+_TROUBLE = frozenset(stem(w) for w in words(
+    """error errors fail fails failed failing failure broken break breaks not no never nothing none cant
+    cannot doesnt dont wont isnt arent didnt stuck hang hangs hung slow high empty missing
+    blank zero rejected reject denied deny refused reset drop drops lost lose crash crashes restart timed
+    restarts oom wrong unknown invalid expired mismatch ignored unexpected stopped stops issue issues
+    problem problems trouble why debug troubleshoot diagnose check verify inspect dump capture attach see
+    show gdb tcpdump 503 502 504 404 403 401 426
+    unavailable unreachable unhealthy down flaky intermittent"""))
+
+
+def asks_how_to(question: str) -> bool:
+    """A how-to question with no word of trouble in it (see _HOW_TO)."""
+    text = clean_chat(question).lower()
+    return bool(_HOW_TO.search(text)) and not any(stem(w) in _TROUBLE for w in words(text))

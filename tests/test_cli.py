@@ -30,3 +30,13 @@ def test_an_unknown_guide_is_one_clear_line_and_exit_2(capsys):
     assert main(["ask", "why", "--guide", "/nonexistent/guide.md"]) == 2
     err = capsys.readouterr().err
     assert "/nonexistent/guide.md" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ask_json_keeps_matches_confident_and_lists_suggestions_apart(capsys):
+    assert main(["ask", "--json", "how do I configure retries and timeouts for a route"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["matches"] == [] and answer["suggestions"]
+    assert {"section", "title", "score", "excerpt", "checks"} <= set(answer["suggestions"][0])
+    assert main(["ask", "--json", "Envoy is crashing under load"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["matches"][0]["section"] == "envoy-is-crashing-under-load" and answer["suggestions"] == []

@@ -11,7 +11,7 @@ from knowledge.text import clean_chat
 EVAL = Path(__file__).parents[1] / "data" / "ask_eval.yaml"
 DECORATIONS = {
     "mention": lambda q: f"<@U024BE7LH> {q}",
-    "channel": lambda q: f"{q} (see <#C01ABCDEF|inc-mesh>)",
+    "channel": lambda q: f"{q} <#C01ABCDEF|inc-mesh>",
     "emoji": lambda q: f":rotating_light: {q} :pray::skin-tone-2: :+1:",
     "bold": lambda q: f"*{q}*",
     "italic": lambda q: f"_{q}_",
