@@ -130,7 +130,12 @@ class Index:
         return self.answer(question, limit).matches
 
     def answer(self, question: str, limit: int = 3) -> Answer:
-        """Confident matches, or else (never both) up to `limit` low-confidence suggestions."""
+        """Confident matches, or else (never both) up to `limit` low-confidence suggestions.
+
+        A question that is a section id (what a "not sure" button sends) is answered by that section.
+        """
+        if question.strip() in self._by_id:
+            return Answer([self._match(self._by_id[question.strip()], 1.0, None)], [])
         scored = self._scored(question)
         if not scored:
             return Answer([], [])
