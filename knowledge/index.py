@@ -45,7 +45,7 @@ SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "c
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
 FIELD_WEIGHTS = {"heading": 3, "signatures": 2, "symptoms": 1, "body": 1, "commands": 1}
 # How much of a question word's information a section accounts for, by the field it is found in.
-COVER = {"heading": 1.0, "signatures": 1.0, "symptoms": 1.0, "body": 0.7, "commands": 0.5}
+COVER = {"heading": 1.0, "signatures": 1.0, "symptoms": 1.0, "body": 0.7, "commands": 0.7}
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 EVIDENCE = 2.0  # matched question words needed for full confidence
 
