@@ -110,6 +110,16 @@ ABBREVIATIONS = {
     "certs": "certificates",
     "env": "environment",
     "prom": "prometheus",
+    "authz": "authorization",
+    "authn": "authentication",
+    "gw": "gateway",
+    "gws": "gateways",
+    "dr": "destinationrule",
+    "po": "pod",
+    "deploy": "deployment",
+    "sts": "statefulset",
+    "cm": "configmap",
+    "sa": "serviceaccount",
 }
 
 
@@ -142,6 +152,11 @@ _SYNONYM_GROUPS: dict[str, str] = {
     "talk reach communicate": "connect connectivity",
     "empty blank nothing gone zero none": "missing empty",
     "xds cds eds lds rds": "proxy-config istioctl",
+    "rbac 403 forbidden": "authorization deny",
+    "401 unauthorized jwt": "authentication token",
+    "ssl https": "tls",
+    "mtls": "mutual tls",
+    "autoscaler autoscaling": "scale",
 }
 SYNONYMS: dict[str, tuple[str, ...]] = {}
 for _keys, _values in _SYNONYM_GROUPS.items():
