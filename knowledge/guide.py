@@ -54,6 +54,7 @@ class Section:
     blocks: tuple[Block, ...] = ()
     guide: str = ""  # the name of the guide it came from (guide_name), or "builtin"
     also_in: tuple[str, ...] = ()  # other guides with the same heading (one section, see DESIGN.md)
+    aliases: tuple[str, ...] = ()  # the rule-derived id, when an explicit {#anchor} is the id
     checks: tuple[str, ...] = ()
     symptoms: tuple[str, ...] = ()  # built-in knowledge: how people report the problem
     signatures: tuple[str, ...] = ()  # from the checks' declarations: log lines, metrics, errors, ports
@@ -283,6 +284,7 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
                 parent=stack[-1][1] if stack else None,
                 blocks=blocks,
                 guide=name,
+                aliases=(slugify(title),) if explicit and slugify(title) != key else (),
             )
         )
         stack.append((level, key))

@@ -94,7 +94,8 @@ class Index:
     def __init__(self, sections: Sequence[Section]) -> None:
         self.sections = list(sections)
         self.warnings: tuple[str, ...] = ()  # from load_index: parts of guides that could not be read
-        self._by_id = {s.id: s for s in self.sections}
+        self._by_id = {alias: s for s in self.sections for alias in s.aliases}
+        self._by_id.update({s.id: s for s in self.sections})
         docs = [_with_pairs(_document_text(s)) for s in self.sections]
         self._bm25 = bm25s.BM25()
         self._bm25.index(docs, show_progress=False)
