@@ -50,6 +50,9 @@ def shared_guides() -> Path:
 def evaluate(index, questions, verbose=False) -> dict:
     """Score an index on question entries; shares in 0..1, `None` when a share has no question."""
     names = {s.id: {s.guide, *s.also_in} for s in index.sections}
+    # An expected id may be an alias (the rule-derived id of a heading with an explicit {#anchor}).
+    questions = [{**q, "expect": index.section(q["expect"]).id if q["expect"] and index.section(q["expect"])
+                  else q["expect"]} for q in questions]
     on = [q for q in questions if q["expect"] is not None]
     off = [q for q in questions if q["expect"] is None]
     per_guide: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # top1, top3, n
@@ -131,7 +134,8 @@ def main(argv=None) -> int:
             # guide's, in meshbot's words): every question whose section the index has.
             one = len(configs[name]) == 1
             sections = {s.id for s in index.sections if not one or s.guide != "builtin"}
-            asked = [q for q in questions if q["expect"] is None or q["expect"] in sections]
+            asked = [q for q in questions if q["expect"] is None or q["expect"] in sections
+                     or (index.section(q["expect"]) and index.section(q["expect"]).id in sections)]
             if args.verbose:
                 print(f"--- {name}")
             r = evaluate(index, asked, args.verbose)

@@ -16,7 +16,8 @@ HOLDOUT = Path(__file__).with_name("ask_holdout.yaml")
 def figures(index, path):
     """Top-1 over the questions whose section the index has, and the share of off-topic ones unanswered."""
     questions = yaml.safe_load(path.read_text())["questions"]
-    on = [q for q in questions if q["expect"] and index.section(q["expect"])]
+    on = [{**q, "expect": index.section(q["expect"]).id}  # an alias id names its section
+          for q in questions if q["expect"] and index.section(q["expect"])]
     off = [q for q in questions if not q["expect"]]
     top1 = sum(bool(m := index.ask(q["q"])) and m[0].section == q["expect"] for q in on)
     rejected = sum(index.ask(q["q"]) == [] for q in off)
