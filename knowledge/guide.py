@@ -229,7 +229,7 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
     page = base_url or _page_url(meta, home) or _source_url(source)
     name = name or guide_name(source)
     tokens = _md.parse(body)
-    warnings: list[str] = []
+    warnings: list[str] = [meta.pop("_warning")] if "_warning" in meta else []
 
     def where(tok: Token) -> str:
         return f"{source or '(text)'}:{(tok.map[0] if tok.map else 0) + offset + 1}"
@@ -304,8 +304,12 @@ def _front_matter(text: str, source: str) -> tuple[dict, str, int]:
         if line.strip() in ("---", "..."):
             try:
                 meta = yaml.safe_load("".join(lines[1:n])) or {}
-            except yaml.YAMLError as exc:
-                raise GuideError(f"The front matter of guide {source} is not valid YAML: {exc}") from exc
+            except yaml.YAMLError as exc:  # the sections are still readable: say so, go on without it
+                mark = getattr(exc, "problem_mark", None)
+                line_no = mark.line + 2 if mark else 1
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                meta = {"_warning": f"{source or '(text)'}:{line_no}: the front matter is not valid YAML "
+                                    f"({problem}); read without it"}
             return (meta if isinstance(meta, dict) else {}), "".join(lines[n + 1 :]), n + 1
     return {}, text, 0
 

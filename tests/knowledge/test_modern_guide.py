@@ -121,6 +121,15 @@ def test_unreadable_parts_are_warnings_with_file_and_line(tmp_path, monkeypatch)
     assert f"{page}:4: could not read the text of \"Fine\"" in index.warnings[0]
 
 
+def test_bad_front_matter_is_a_warning_not_a_failure(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("---\ntitle: [unclosed\nweight: 3\n---\n## Still answers\n\ntext\n")
+    index = load_index([str(page)], include_builtin=False)
+    assert index.section("still-answers")
+    [warning] = index.warnings
+    assert warning.startswith(f"{page}:") and "front matter is not valid YAML" in warning
+
+
 def test_folder_is_one_guide_linking_each_section_to_its_page(modern_path):
     index = load_index([modern_path], include_builtin=False)
     ids = [s.id for s in index.sections]
