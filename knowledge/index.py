@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import bm25s
 import numpy as np
-from rapidfuzz import process
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import DamerauLevenshtein
 
 from . import builtin
@@ -40,6 +40,7 @@ RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
+SAME_TEXT = 85  # rapidfuzz ratio from which two guides' blocks say the same thing (quoted once)
 PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a section
 SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
@@ -415,9 +416,15 @@ def load_index(
                 sections[s.id] = s
             elif s.guide != first.guide and s.guide not in first.also_in:
                 # A heading two guides share is one section: the first guide's link, both texts.
-                note = Block(f"_{escape_mrkdwn(s.guide)}:_ <{s.url}|{escape_mrkdwn(s.title)}>",
-                             f"{s.guide}: {s.title} ({s.url})")
-                sections[s.id] = replace(first, blocks=first.blocks + (note,) + s.blocks,
+                # Its text is kept where it differs; a block both guides say alike is quoted once.
+                new = [not any(fuzz.ratio(b.plain, a.plain) >= SAME_TEXT for a in first.blocks) for b in s.blocks]
+                # "Example configuration:" goes with what it introduces
+                new = [n and not (b.plain.endswith(":") and i + 1 < len(new) and not new[i + 1])
+                       for i, (n, b) in enumerate(zip(new, s.blocks, strict=True))]
+                extra = tuple(b for n, b in zip(new, s.blocks, strict=True) if n)
+                note = Block(f"_Also in {escape_mrkdwn(s.guide)}:_ <{s.url}|{escape_mrkdwn(s.title)}>",
+                             f"Also in {s.guide}: {s.title} ({s.url})")
+                sections[s.id] = replace(first, blocks=first.blocks + extra + (note,),
                                          also_in=first.also_in + (s.guide,))
             # else a guide repeating its own heading: keep the first
     index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else []))

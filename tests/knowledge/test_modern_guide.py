@@ -150,6 +150,9 @@ def test_both_guides_at_once_shared_headings_are_one_section(both_index):
     for shared in SHARED:
         s = both_index.section(shared)
         assert (s.guide, s.also_in) == ("istio-troubleshooting", ("istio-common-problems",))
+        assert s.blocks[-1].plain.startswith("Also in istio-common-problems: ")
+        texts = [b.plain for b in s.blocks]
+        assert len(texts) == len(set(texts))  # what both guides say alike is quoted once
     old = both_index.ask("mixer report calls grpc_server_handled_total is zero")[0]
     new = both_index.ask("gateway to virtual service tls mismatch")[0]
     assert (old.guide, new.guide) == ("istio-troubleshooting", "istio-common-problems")
