@@ -157,6 +157,7 @@ _SYNONYM_GROUPS: dict[str, str] = {
     "ssl https": "tls",
     "mtls": "mutual tls",
     "autoscaler autoscaling": "scale",
+    "macbook macos osx laptop workstation": "mac local",
 }
 SYNONYMS: dict[str, tuple[str, ...]] = {}
 for _keys, _values in _SYNONYM_GROUPS.items():
