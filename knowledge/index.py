@@ -24,6 +24,7 @@ from .text import (
     ABBREVIATIONS,
     STOPWORDS,
     SYNONYMS,
+    answers_how_to,
     asks_how_to,
     clean_chat,
     escape_mrkdwn,
@@ -143,7 +144,7 @@ class Index:
         if not scored:
             return Answer([], [])
         top = scored[0][0]
-        if top >= THRESHOLD and not asks_how_to(question):
+        if top >= THRESHOLD and (answers_how_to(scored[0][1].title) or not asks_how_to(question)):
             return Answer([self._match(s, score, question) for score, s in scored[:limit]
                            if score >= THRESHOLD and score >= RELATIVE * top], [])
         return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])

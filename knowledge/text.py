@@ -184,6 +184,15 @@ _TROUBLE = frozenset(stem(w) for w in words(
     unavailable unreachable unhealthy down flaky intermittent"""))
 
 
+# Headings that are themselves instructions (istio.io's upgrade notes: "Use the Telemetry API for…"):
+# a how-to question is what they answer.
+_INSTRUCTION = re.compile(r"^(?:use|using|configur(?:e|ing)|how|with)\b", re.I)
+
+
+def answers_how_to(title: str) -> bool:
+    return bool(_INSTRUCTION.match(title))
+
+
 def asks_how_to(question: str) -> bool:
     """A how-to question with no word of trouble in it (see _HOW_TO)."""
     text = clean_chat(question).lower()

@@ -43,3 +43,11 @@ def test_below_the_line_are_suggestions_never_matches(both_index):
     assert confident.matches and confident.suggestions == []
     assert both_index.answer("can someone approve my vacation request").to_json() == {"matches": [],
                                                                                      "suggestions": []}
+
+
+def test_instruction_headings_answer_how_to_questions(both_index):
+    # istio.io's upgrade notes are instructions ("Use gateway topology to …"): a how-to is what they answer
+    top = both_index.ask("how do I enable PROXY protocol on the ingress gateway")[0]
+    assert top.section == "use-gateway-topology-to-enable-proxy-protocol-on-the-ingress-gateways"
+    # a problem heading does not answer a tutorial question, however many words they share
+    assert both_index.ask("how do I configure retries and timeouts for a route") == []
