@@ -158,6 +158,8 @@ _SYNONYM_GROUPS: dict[str, str] = {
     "mtls": "mutual tls",
     "autoscaler autoscaling": "scale",
     "macbook macos osx laptop workstation": "mac local",
+    # Envoy's access-log response flags (the distinctive ones): a pasted log line names them
+    "uh uf uo urx uc ut lh lr nc uaex dpe upe umsdr nr": "response flag envoy",
 }
 SYNONYMS: dict[str, tuple[str, ...]] = {}
 for _keys, _values in _SYNONYM_GROUPS.items():
