@@ -110,19 +110,25 @@ def cmd_ask(args) -> int:
     except knowledge.GuideError as exc:
         print(f"meshbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in index.warnings:  # a part of a guide that could not be read: say where, answer from the rest
+        print(f"meshbot: warning: {warning}", file=sys.stderr)
     if args.question == ["-"]:
         for line in sys.stdin:  # one answer a line, blank lines included, so outputs pair with inputs
-            matches = index.ask(line) if line.strip() else []
-            print(json.dumps({"matches": [m.to_json() for m in matches]}), flush=True)
+            answer = index.answer(line) if line.strip() else None
+            print(json.dumps(answer.to_json() if answer else {"matches": [], "suggestions": []}), flush=True)
         return EXIT_OK
-    matches = index.ask(" ".join(args.question))
+    answer = index.answer(" ".join(args.question))
     if args.json:
-        print(json.dumps({"matches": [m.to_json() for m in matches]}, indent=2))
-    elif not matches:
-        print("No section of the guides answers that. Try `meshbot checks` for what can be checked.")
+        print(json.dumps(answer.to_json(), indent=2))
+    elif answer.matches:
+        for m in answer.matches:
+            print(f"{m.title}  (#{m.section}, {m.guide}, score {m.score:.2f})\n{m.plain_excerpt}\n")
+    elif answer.suggestions:
+        print("Not sure; closest sections:")
+        for m in answer.suggestions:
+            print(f"  {m.title}  (#{m.section}, {m.guide}, score {m.score:.2f})  {m.url}")
     else:
-        for m in matches:
-            print(f"{m.title}  (#{m.section}, score {m.score:.2f})\n{m.plain_excerpt}\n")
+        print("No section of the guides answers that. Try `meshbot checks` for what can be checked.")
     return EXIT_OK
 
 

@@ -143,7 +143,8 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
 
 def ask(ctx: Context, thread: Thread, payload: dict, job) -> dict:
     origin, question = payload["origin"], payload["question"]
-    matches = ctx.index.ask(question)
+    found = ctx.index.answer(question)
+    matches = found.matches
     if origin["source"] == "incident":
         # Unasked-for answers: only a confident one, and once per thread (a re-run of this job may still post).
         if not matches or matches[0].score < ctx.config.incident.min_score:
@@ -155,12 +156,14 @@ def ask(ctx: Context, thread: Thread, payload: dict, job) -> dict:
     clusters = access.usable_clusters(ctx.config, origin["user"], origin["channel"], origin.get("user_name", ""),
                                       origin.get("channel_name", ""))
     top_level = thread.thread_ts is None  # `/mesh ask`: the answer starts its own thread
-    messages = render.answer(question, matches, clusters, asker=origin["user"] if top_level else None)
+    messages = render.answer(question, matches, clusters, asker=origin["user"] if top_level else None,
+                             suggestions=found.suggestions)
     if top_level:
         thread.start(messages[0])
         messages = messages[1:]
     thread.reply("answer", messages)
-    return {"answered": bool(matches), "sections": [m.section for m in matches]}
+    return {"answered": bool(matches), "sections": [m.section for m in matches],
+            "suggested": [m.section for m in found.suggestions]}
 
 
 KINDS = {"check": check, "ask": ask, "digest": digests.digest}

@@ -32,6 +32,7 @@ MAX_BLOCKS = 50
 MAX_SECTION = 3000
 INLINE_EVIDENCE_LINES = 15  # more than this, or more than one section, goes into a file
 RUN_ACTION = "meshbot_run"  # button action_id prefix; the value is a /mesh command line
+SECTION_ACTION = "meshbot_section"  # "not sure" button action_id prefix; the value is a guide section id
 
 
 @dataclass
@@ -106,19 +107,28 @@ def passing(results: Sequence[Result]) -> list[Message]:
     return _paginate(text, [_section(f"*{counts}*")] + _sections("\n".join(lines)))
 
 
-def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str | None = None) -> list[Message]:
+def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str | None = None,
+           suggestions: Sequence = ()) -> list[Message]:
     """Guide answers, best first, each with buttons to run its checks on the clusters the asker may use.
 
-    ``asker`` (a user id) quotes the question, for answers that are not in the asker's own thread.
+    ``asker`` (a user id) quotes the question, for answers that are not in the asker's own thread. With no
+    confident match, ``suggestions`` (knowledge.Answer.suggestions) become "not sure" and a button per section.
     """
     blocks: list[Block] = [_context(f"<@{asker}> asked: {escape_mrkdwn(question)}"[:MAX_SECTION])] if asker else []
+    if not matches and suggestions:
+        text = "Not sure; closest sections: " + "; ".join(f"{m.title} ({m.url})" for m in suggestions[:3])
+        listed = "\n".join(f"• <{m.url}|{escape_mrkdwn(m.title)}>{_from_guide(m)}" for m in suggestions[:3])
+        blocks += _sections(f"Not sure; closest sections:\n{listed}")
+        blocks.append(ActionsBlock(elements=[_button(m.title[:75], m.section, f"{SECTION_ACTION}_{i}")
+                                             for i, m in enumerate(suggestions[:3])]))
+        return [Message(text, blocks)]
     if not matches:
         text = "No section of the troubleshooting guide answers that. `/mesh list` shows what I can check."
         return [Message(text, blocks + [_section(escape_mrkdwn(text))])]
     for i, m in enumerate(matches):
         if i or asker:
             blocks.append(DividerBlock())
-        blocks += _sections(f"*<{m.url}|{escape_mrkdwn(m.title)}>*\n{m.excerpt}")
+        blocks += _sections(f"*<{m.url}|{escape_mrkdwn(m.title)}>*{_from_guide(m)}\n{m.excerpt}")
         if m.checks and clusters:
             command = "check " + " ".join(m.checks)
             blocks.append(ActionsBlock(elements=[
@@ -126,6 +136,12 @@ def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str
                 for j, c in enumerate(clusters[:25])]))
     text = "From the guide: " + "; ".join(f"{m.title} ({m.url})" for m in matches)
     return _paginate(text, blocks)
+
+
+def _from_guide(match) -> str:
+    """Which guide an answer quotes (knowledge.Match.guides); meshbot's own words name none."""
+    names = [g for g in getattr(match, "guides", ()) if g != "builtin"]
+    return f" · _{escape_mrkdwn(' + '.join(names))}_" if names else ""
 
 
 DIGEST_LIST_MAX = 25  # per kind of change in the parent; the thread has every finding

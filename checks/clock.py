@@ -49,7 +49,9 @@ def _heartbeats(ctx: Context) -> dict[str, tuple[float, bool]]:
 
 @check(id="clock.node-skew", title="Node clocks agree with the API server",
        section="no-traces-appearing-in-zipkin-when-running-istio-locally-on-mac", generations=ALL_GENERATIONS,
-       inputs=lambda istio: (Objects(NODES), NODE_LEASES, ApiServerClock()))
+       inputs=lambda istio: (Objects(NODES), NODE_LEASES, ApiServerClock()),
+       signatures=("zipkin", "jaeger", "spans", "traces", ":9411", ":16686", "Docker for Mac", "date -u",
+                   "lease renewTime", "clock skew"))
 def node_skew(ctx: Context):
     """Compares each node's last heartbeat, stamped by the kubelet with the node's clock, with the API server's
     clock: a heartbeat from the future, or a stale one from a node that still reports Ready, means skew."""
@@ -71,7 +73,9 @@ def node_skew(ctx: Context):
 
 @check(id="clock.client-skew", title="The bot's clock agrees with the cluster",
        section="no-grafana-output-when-connecting-from-a-local-web-client-to-istio-remotely-hosted",
-       generations=ALL_GENERATIONS, inputs=lambda istio: (ApiServerClock(),))
+       generations=ALL_GENERATIONS, inputs=lambda istio: (ApiServerClock(),),
+       signatures=("grafana", ":3000", "No data points", "browser clock", "ntpd", "chronyc tracking",
+                   "timedatectl"))
 def client_skew(ctx: Context):
     """Compares the API server's clock (its Date header) with the clock of the machine running the bot, a
     client like the browser that asks Grafana for the last minutes of data."""

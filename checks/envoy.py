@@ -88,7 +88,10 @@ def _fd_inputs(istio) -> tuple:
 
 
 @check(id="envoy.fd-exhaustion", title="Sidecars do not crash from running out of file descriptors",
-       section="envoy-is-crashing-under-load", generations=ALL_GENERATIONS, inputs=_fd_inputs)
+       section="envoy-is-crashing-under-load", generations=ALL_GENERATIONS, inputs=_fd_inputs,
+       signatures=("assert failure: fd_ != -1", "Too many open files", "Epoch 0 terminated with an error",
+                   "Permanent error: budget exhausted", "CrashLoopBackOff", "restartCount", "ulimit -n", "nofile",
+                   "process_max_fds"))
 def fd_exhaustion(ctx: Context):
     """Scans sidecar logs for Envoy's file-descriptor assertion and pilot-agent's restarts of a crashed Envoy,
     counts sidecar container restarts, and shows the open-file limit where Mixer's metrics expose it."""
@@ -128,7 +131,8 @@ def _sidecar_refresh(pod: dict) -> float | None:
 
 @check(id="envoy.refresh-delay", title="Envoy's configuration refresh delay is not too short",
        section="envoy-process-high-cpu-usage", generations={Generation.MIXER_05, Generation.MIXER_08},
-       inputs=lambda istio: (Object(CONFIGMAPS, istio.namespace, "istio"), Objects(PODS)))
+       inputs=lambda istio: (Object(CONFIGMAPS, istio.namespace, "istio"), Objects(PODS)),
+       signatures=("refreshDelay", "discoveryRefreshDelay", "container_cpu_usage_seconds_total", "cpu"))
 def refresh_delay(ctx: Context) -> Outcome:
     """Compares the refresh delays in the mesh config, and the one each sidecar was started with at injection,
     with the 30 s the guide suggests for larger meshes; sidecars injected before a change keep the old value."""
@@ -174,7 +178,9 @@ def refresh_delay(ctx: Context) -> Outcome:
 
 @check(id="envoy.http10", title="No HTTP/1.0 request is rejected by a sidecar",
        section="envoy-wont-connect-to-my-http10-service", generations=ALL_GENERATIONS,
-       inputs=lambda istio: (SIDECAR_LOGS,))
+       inputs=lambda istio: (SIDECAR_LOGS,),
+       signatures=('"GET / HTTP/1.0" 426', "426 Upgrade Required", "HTTP/1.0", "proxy_http_version 1.1",
+                   "nginx proxy_pass"))
 def http10(ctx: Context):
     """Scans sidecar access logs for requests made with HTTP/1.0 that Envoy answered with 426 Upgrade Required,
     the sign of a client or proxy (often NGINX) that speaks HTTP/1.0 to the upstream."""

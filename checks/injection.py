@@ -39,7 +39,9 @@ def _ca_bundle_problem(webhook_config: dict) -> str | None:
        section="kubernetes-webhook-setup-script-files-are-missing-from-05-release-package",
        generations={Generation.MIXER_05},
        inputs=lambda istio: (Object(SECRETS, istio.namespace, INJECTOR_SECRET, metadata_only=True),
-                             WEBHOOK))
+                             WEBHOOK),
+       signatures=("webhook-create-signed-cert.sh", "webhook-patch-ca-bundle.sh", "sidecar-injector-certs",
+                   "caBundle", "MutatingWebhookConfiguration istio-sidecar-injector", "0.5"))
 def webhook_certs(ctx: Context):
     """Before 0.8 the injector's certificate Secret and the webhook's CA bundle were made by two scripts that
     the 0.5 release archives lack; this check looks for the Secret (metadata only) and a PEM caBundle."""
@@ -97,7 +99,9 @@ def _apiserver_inputs(istio: Istio) -> tuple:
 
 @check(id="injection.apiserver-proxy", title="The API server can reach the sidecar injector",
        section="automatic-sidecar-injection-will-fail-if-the-kube-apiserver-has-proxy-settings",
-       generations=ALL_GENERATIONS, inputs=_apiserver_inputs)
+       generations=ALL_GENERATIONS, inputs=_apiserver_inputs,
+       signatures=("failed calling admission webhook sidecar-injector.istio.io", "Service Unavailable",
+                   "http_proxy", "https_proxy", "no_proxy", "kube-apiserver", "istio-injection=enabled"))
 def apiserver_proxy(ctx: Context):
     """Reads the kube-apiserver pods' proxy variables and checks that no_proxy exempts the injector's Service
     name, looks for failed webhook calls in their logs, and lists the namespaces labelled for injection."""

@@ -71,7 +71,9 @@ def _mixer_logs(istio: Istio) -> str:
 
 @check(id="mixer.report-calls", title="Mixer receives Report calls",
        section="verify-mixer-is-receiving-report-calls", generations=MIXER_ERA,
-       inputs=lambda istio: (mixer_metrics_endpoint(istio), Objects(NAMESPACES)))
+       inputs=lambda istio: (mixer_metrics_endpoint(istio), Objects(NAMESPACES)),
+       signatures=('grpc_server_handled_total{grpc_method="Report"}', "grpc_code", ":9093", ":42422",
+                   "istio-telemetry", "istio-mixer", "Report"))
 def report_calls(ctx: Context):
     """Reads Mixer's self-monitoring endpoint and counts Report calls that ended OK: none means the sidecars
     are not sending telemetry (not injected, or pointed at the wrong Mixer address)."""
@@ -127,7 +129,9 @@ def _show(key: tuple[str, str, str]) -> str:
 
 
 @check(id="mixer.metrics-config", title="Mixer rules, Prometheus handler and metric instances exist",
-       section="verify-mixer-metrics-configuration-exists", generations=MIXER_ERA, inputs=_handler_kinds)
+       section="verify-mixer-metrics-configuration-exists", generations=MIXER_ERA, inputs=_handler_kinds,
+       signatures=("prometheuses.config.istio.io", "metrics.config.istio.io", "rules.config.istio.io", "promhttp",
+                   "promtcp", "requestcount", "handler.prometheus"))
 def metrics_config(ctx: Context):
     """Lists Mixer's rules, Prometheus handlers and metric instances and follows every reference between
     them: a rule must send metric instances that exist to a Prometheus handler that exists."""
@@ -194,7 +198,10 @@ def _reapply_config(istio: Istio, ns: str) -> str:
 
 
 @check(id="mixer.config-resolution", title="Mixer resolves its configuration without errors",
-       section="verify-mixer-metrics-configuration-exists", generations=MIXER_ERA, inputs=_metrics_inputs)
+       section="verify-mixer-metrics-configuration-exists", generations=MIXER_ERA, inputs=_metrics_inputs,
+       signatures=("mixer_config_resolve_count", "mixer_config_rule_config_errors_total",
+                   "mixer_config_handler_validation_error_total", "mixer_handler_handler_build_failures_total",
+                   'error="true"'))
 def config_resolution(ctx: Context):
     """Reads Mixer's configuration health from its self-monitoring metrics, by runtime: resolution counts per
     service on the old runtime (0.5), error gauges of the rule, handler and adapter configuration since 0.6."""
@@ -238,7 +245,8 @@ POST_INSTALL_JOB = "istio-mixer-post-install"
 
 @check(id="mixer.post-install-job", title="The job that applies Mixer's configuration succeeded",
        section="verify-mixer-metrics-configuration-exists", generations={Generation.MIXER_08},
-       inputs=lambda istio: (Object(JOBS, istio.namespace, POST_INSTALL_JOB), Objects(MIXER_RULES)))
+       inputs=lambda istio: (Object(JOBS, istio.namespace, POST_INSTALL_JOB), Objects(MIXER_RULES)),
+       signatures=("istio-mixer-post-install", "job", "istio-mixer-custom-resources", "BackoffLimitExceeded"))
 def post_install_job(ctx: Context):
     """In Istio 0.8 Mixer's default rules, handlers and instances are applied by a post-install Job from a
     ConfigMap; when that Job fails the ConfigMap exists but the configuration does not."""
@@ -267,7 +275,9 @@ def post_install_job(ctx: Context):
 
 @check(id="mixer.prometheus-dispatch", title="Mixer dispatches metric instances to the Prometheus adapter",
        section="verify-mixer-is-sending-metric-instances-to-the-prometheus-adapter", generations=MIXER_ERA,
-       inputs=_metrics_inputs)
+       inputs=_metrics_inputs,
+       signatures=('mixer_runtime_dispatch_count{adapter="prometheus"}', "mixer_adapter_dispatch_count",
+                   "mixer_runtime_dispatches_total", 'error="true"'))
 def prometheus_dispatch(ctx: Context):
     """Counts Mixer's dispatches to the Prometheus adapter, split by error: none means a configuration problem,
     errors point at the handler named in the metric line."""

@@ -180,6 +180,9 @@ class Check:
     inputs: Callable[[Istio], tuple]
     run: Callable[[Context], Outcome]
     description: str = ""
+    # What the problem looks like where people see it: log lines, metric names, error strings, ports, object
+    # kinds. Answers use it as the symptom vocabulary of the check's guide section (knowledge.index).
+    signatures: tuple[str, ...] = ()
 
     @property
     def group(self) -> str:
@@ -187,10 +190,12 @@ class Check:
 
 
 def check(*, id: str, title: str, section: str, generations=ALL_GENERATIONS,
-          inputs: Callable[[Istio], tuple] = lambda istio: ()) -> Callable[[Callable[[Context], Outcome]], Check]:
+          inputs: Callable[[Istio], tuple] = lambda istio: (),
+          signatures: tuple[str, ...] = ()) -> Callable[[Callable[[Context], Outcome]], Check]:
     """Declare a check; its docstring is its help text."""
 
     def wrap(fn: Callable[[Context], Outcome]) -> Check:
-        return Check(id, title, section, frozenset(generations), inputs, fn, " ".join((fn.__doc__ or "").split()))
+        return Check(id, title, section, frozenset(generations), inputs, fn, " ".join((fn.__doc__ or "").split()),
+                     tuple(signatures))
 
     return wrap

@@ -42,7 +42,9 @@ def _rotation(ctx: Context, ca: dict) -> str:
 
 @check(id="mtls.headless-tcp", title="Headless TCP services are not cut by certificate rotation",
        section="headless-tcp-services-losing-connection-from-istiofied-containers", generations=MIXER_ERA,
-       inputs=lambda istio: (Object(CONFIGMAPS, istio.namespace, "istio"), Objects(SERVICES), Objects(PODS)))
+       inputs=lambda istio: (Object(CONFIGMAPS, istio.namespace, "istio"), Objects(SERVICES), Objects(PODS)),
+       signatures=("headless", "clusterIP: None", "MUTUAL_TLS", "certificate rotation", "istio-ca",
+                   "connection reset", "15 minutes"))
 def headless_tcp(ctx: Context):
     """Looks for the combination that drops long-lived connections: the CA running, mutual TLS on in the mesh
     config, and headless Services with TCP ports whose pods carry a sidecar."""

@@ -20,7 +20,9 @@ def registration(namespace: str) -> Endpoint:
 
 @check(id="pilot.registration", title="Pilot's registration API lists the mesh's services",
        section="verifying-connectivity-to-istio-pilot", generations=MIXER_ERA,
-       inputs=lambda istio: (registration(istio.namespace),))
+       inputs=lambda istio: (registration(istio.namespace),),
+       signatures=("istio-pilot", "v1/registration", "service-key", "hosts", ":8080", ":15003", ":15005", ":15007",
+                   ":15010", ":15011", "discovery", "dial tcp: connection refused", "xds"))
 def pilot_registration(ctx: Context):
     """Calls Pilot's v1 registration API (the one the guide curls from a sidecar) and expects a list of
     services, each with its service key and hosts."""

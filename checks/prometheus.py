@@ -50,7 +50,8 @@ def _stale_jobs(config: dict, namespace: str, service: str) -> list[str]:
 
 @check(id="prometheus.scrape-config", title="A Prometheus job scrapes Mixer",
        section="verify-prometheus-configuration", generations=MIXER_ERA,
-       inputs=lambda istio: (_config_map(istio.namespace),))
+       inputs=lambda istio: (_config_map(istio.namespace),),
+       signatures=("scrape_configs", "job_name: istio-mesh", ":42422", "prometheus configmap"))
 def scrape_config(ctx: Context):
     """Reads the Prometheus add-on's configuration and looks for a scrape job reaching Mixer's port 42422,
     either as a static target or through Kubernetes service discovery."""
@@ -79,7 +80,8 @@ def scrape_config(ctx: Context):
 
 @check(id="prometheus.targets-up", title="Prometheus scrapes Mixer successfully",
        section="verify-prometheus-configuration", generations=MIXER_ERA,
-       inputs=lambda istio: (_config_map(istio.namespace), _targets(istio.namespace)))
+       inputs=lambda istio: (_config_map(istio.namespace), _targets(istio.namespace)),
+       signatures=("/api/v1/targets", "istio-mesh", ":42422", "health: down", ":9090", "up == 0"))
 def targets_up(ctx: Context):
     """Asks Prometheus' HTTP API for its active targets and expects Mixer's port 42422 among them, up."""
     ns = ctx.istio.namespace

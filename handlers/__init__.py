@@ -13,6 +13,7 @@ import re
 from handlers.grammar import VERBS, AskRequest, Origin
 
 RUN_ACTION = re.compile(r"^meshbot_run")  # bot.render.RUN_ACTION and its suffixes
+SECTION_ACTION = re.compile(r"^meshbot_section")  # bot.render.SECTION_ACTION: a "not sure" reply's buttons
 MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 
 
@@ -41,6 +42,17 @@ def register_all(app, desk) -> None:
         await respond(text=reply.text, response_type="ephemeral", replace_original=False)
 
     app.action(RUN_ACTION)(ack=_ack, lazy=[click])
+
+    async def section(body, action, respond):
+        # A "not sure" button: answer with that section (a question that is a section id), in the same thread.
+        channel, message = body.get("channel") or {}, body.get("message") or {}
+        thread = message.get("thread_ts") or (body.get("container") or {}).get("thread_ts") or message.get("ts")
+        origin = Origin("click", body["user"]["id"], channel.get("id", ""), body["user"].get("username", ""),
+                        channel.get("name", ""), (body.get("team") or {}).get("id", ""), thread_ts=thread)
+        reply = desk.handle(AskRequest(action["value"]), origin, "click:" + body["trigger_id"])
+        await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+
+    app.action(SECTION_ACTION)(ack=_ack, lazy=[section])
 
     async def mention(body, event, say):
         origin = _event_origin("mention", body, event)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -21,6 +21,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from handlers.markup import escape_mrkdwn
+
+from .hugo import expand_href, hugo_plugin
 
 DEFAULT_HOME = "https://istio.io"
 
@@ -36,6 +38,11 @@ class Block:
     mrkdwn: str
     plain: str
     code: tuple[str, ...] = ()  # the code blocks inside it
+    prose: str | None = None  # plain text without its code (None: all of `plain` when there is no code)
+
+    @property
+    def words(self) -> str:
+        return self.prose if self.prose is not None else ("" if self.code else self.plain)
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,12 @@ class Section:
     level: int
     parent: str | None = None
     blocks: tuple[Block, ...] = ()
-    guide: str = ""  # where it came from: a path, a URL, or "builtin"
+    guide: str = ""  # the name of the guide it came from (guide_name), or "builtin"
+    also_in: tuple[str, ...] = ()  # other guides with the same heading (one section, see DESIGN.md)
+    aliases: tuple[str, ...] = ()  # the rule-derived id, when an explicit {#anchor} is the id
     checks: tuple[str, ...] = ()
-    symptoms: tuple[str, ...] = ()
+    symptoms: tuple[str, ...] = ()  # built-in knowledge: how people report the problem
+    signatures: tuple[str, ...] = ()  # from the checks' declarations: log lines, metrics, errors, ports
 
     @property
     def text(self) -> str:
@@ -65,6 +75,8 @@ class Guide:
     title: str
     url: str
     sections: tuple[Section, ...]
+    warnings: tuple[str, ...] = ()  # parts that could not be read, each naming its file and line
+    name: str = ""
 
 
 def slugify(title: str) -> str:
@@ -145,27 +157,83 @@ class Fetcher:
                 client.close()
 
 
+# --- guides of several pages ---------------------------------------------------
+
+# Folders whose pages are published somewhere known: folder name → (docs home, the folder's URL).
+# istio.io serves content/en/docs/ops/common-problems/NAME/index.md at …/common-problems/NAME/
+# (see PROVENANCE.md next to the pages); its site-relative links point into /latest.
+KNOWN_FOLDERS = {
+    "istio-common-problems": ("https://istio.io/latest", "https://istio.io/latest/docs/ops/common-problems/"),
+}
+
+
+def read_guide(source: str, fetcher: Fetcher, *, home: str = DEFAULT_HOME, base_url: str | None = None) -> Guide:
+    """A guide from a file, a URL, or a folder of Hugo pages (one guide; each page links to its own URL)."""
+    folder = Path(source).expanduser()
+    if "://" in source or not folder.is_dir():
+        return parse_guide(fetcher.read(source), source=source, base_url=base_url, home=home)
+    name = guide_name(str(folder))
+    known_home, known_base = KNOWN_FOLDERS.get(name, (None, None))
+    home = known_home if known_home and home == DEFAULT_HOME else home
+    base = base_url or known_base
+    pages = sorted(p for p in folder.glob("*.md") if p.stem.upper() != p.stem)  # PROVENANCE.md, README.md: not pages
+    title, sections, warnings = name, [], []
+    for path in pages:
+        text = fetcher.read(str(path))
+        if path.stem == "_index":  # the folder's own page: its title names the guide
+            title = str(_front_matter(text, str(path))[0].get("title") or name)
+            if "\n#" not in "\n" + _front_matter(text, str(path))[1]:
+                continue
+        page = (urljoin(base, "" if path.stem == "_index" else f"{path.stem}/") if base else None)
+        try:
+            guide = parse_guide(text, source=str(path), base_url=page, home=home, name=name)
+        except GuideError as exc:  # one bad page is a warning; the others still answer
+            warnings.append(str(exc))
+            continue
+        sections.extend(guide.sections)
+        warnings.extend(guide.warnings)
+    if not sections:
+        raise GuideError(f"The guide folder {source} has no page with headings, so no sections to answer from.")
+    return Guide(source=source, title=title, url=base or folder.resolve().as_uri(), sections=tuple(sections),
+                 warnings=tuple(warnings), name=name)
+
+
 # --- parsing ----------------------------------------------------------------
 
 _LIQUID_TAG = re.compile(r"{%.*?%}", re.S)
 _LIQUID_VAR = re.compile(r"{{\s*(\w+)\s*}}")
-_md = MarkdownIt("commonmark")
+_ANCHOR = re.compile(r"\s*{#([\w-]+)}\s*$")  # Hugo's explicit heading anchor
+_md = MarkdownIt("commonmark").use(hugo_plugin)
+FOLD_LEVEL = 4  # headings this deep are folded into the section above them
 
 
-def parse_guide(text: str, *, source: str = "", base_url: str | None = None, home: str = DEFAULT_HOME) -> Guide:
+def guide_name(source: str) -> str:
+    """A guide's short name, as answers cite it: its file (or folder) name without extension."""
+    tail = source.rstrip("/").rsplit("/", 1)[-1]
+    return tail.rsplit(".", 1)[0] if tail.endswith((".md", ".markdown")) else tail or "guide"
+
+
+def parse_guide(text: str, *, source: str = "", base_url: str | None = None, home: str = DEFAULT_HOME,
+                name: str | None = None) -> Guide:
     """Parse guide Markdown into sections.
 
     The section URL base is, in order: `base_url`; the front matter's
     `docs_url`, `permalink` or `url`; the directory named by a `redirect_from`
     entry ending in index.html (istio.io lists its page's own path there); the
-    source itself.
+    source itself.  A section that cannot be read becomes a warning naming the
+    file and line (Guide.warnings) and keeps its heading; it never fails the guide.
     """
-    meta, body = _front_matter(text, source)
+    meta, body, offset = _front_matter(text, source)
     home = home.rstrip("/")
     body = _LIQUID_TAG.sub("", body)
     body = _LIQUID_VAR.sub(lambda m: home if m.group(1) == "home" else m.group(0), body)
     page = base_url or _page_url(meta, home) or _source_url(source)
+    name = name or guide_name(source)
     tokens = _md.parse(body)
+    warnings: list[str] = [meta.pop("_warning")] if "_warning" in meta else []
+
+    def where(tok: Token) -> str:
+        return f"{source or '(text)'}:{(tok.map[0] if tok.map else 0) + offset + 1}"
 
     sections: list[Section] = []
     seen: dict[str, int] = {}
@@ -176,9 +244,11 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
             i += 1
             continue
         level = int(tokens[i].tag[1])
-        inline = tokens[i + 1]
-        title = _render_inline(inline.children or [], "plain", page, home, links=False)
-        anchor = slugify(title)
+        title = _render_inline(tokens[i + 1].children or [], "plain", page, home, links=False)
+        explicit = _ANCHOR.search(title)
+        if explicit:  # `{#gateway-mismatch}` is the id, as the guide's own links write it
+            title = title[: explicit.start()]
+        anchor = explicit.group(1) if explicit else slugify(title)
         key = anchor
         if anchor in seen:  # duplicate headings get -1, -2 … as renderers do
             seen[anchor] += 1
@@ -189,6 +259,23 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
             end += 1
         while stack and stack[-1][0] >= level:
             stack.pop()
+        body_tokens = tokens[i + 3 : end]
+        for tok in body_tokens:
+            if (tok.meta or {}).get("unclosed"):
+                warnings.append(f"{where(tok)}: a {{{{< text >}}}} block is never closed; read it to the end "
+                                "of its list item or section")
+        try:
+            blocks = tuple(_blocks(body_tokens, page, home))
+        except Exception as exc:  # noqa: BLE001 - one unreadable section must not lose the whole guide
+            warnings.append(f"{where(tokens[i])}: could not read the text of \"{title}\" ({type(exc).__name__}: "
+                            f"{exc}); its heading is kept without text")
+            blocks = ()
+        if level >= FOLD_LEVEL and sections:
+            # A #### heading is a step of its parent's answer, not a problem of its own.
+            heading = Block(f"*{escape_mrkdwn(title)}*", title)
+            sections[-1] = replace(sections[-1], blocks=sections[-1].blocks + (heading,) + blocks)
+            i = end
+            continue
         sections.append(
             Section(
                 id=key,
@@ -196,29 +283,36 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
                 url=f"{page}#{key}",
                 level=level,
                 parent=stack[-1][1] if stack else None,
-                blocks=tuple(_blocks(tokens[i + 3 : end], page, home)),
-                guide=source,
+                blocks=blocks,
+                guide=name,
+                aliases=(slugify(title),) if explicit and slugify(title) != key else (),
             )
         )
         stack.append((level, key))
         i = end
     if not sections:
         raise GuideError(f"The guide {source or '(text)'} has no headings, so no sections to answer from.")
-    return Guide(source=source, title=str(meta.get("title") or source), url=page, sections=tuple(sections))
+    return Guide(source=source, title=str(meta.get("title") or source), url=page, sections=tuple(sections),
+                 warnings=tuple(warnings), name=name)
 
 
-def _front_matter(text: str, source: str) -> tuple[dict, str]:
+def _front_matter(text: str, source: str) -> tuple[dict, str, int]:
+    """The front matter, the body, and how many lines come before the body (for warnings)."""
     lines = text.lstrip("\ufeff").splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
-        return {}, text
+        return {}, text, 0
     for n, line in enumerate(lines[1:], start=1):
         if line.strip() in ("---", "..."):
             try:
                 meta = yaml.safe_load("".join(lines[1:n])) or {}
-            except yaml.YAMLError as exc:
-                raise GuideError(f"The front matter of guide {source} is not valid YAML: {exc}") from exc
-            return (meta if isinstance(meta, dict) else {}), "".join(lines[n + 1 :])
-    return {}, text
+            except yaml.YAMLError as exc:  # the sections are still readable: say so, go on without it
+                mark = getattr(exc, "problem_mark", None)
+                line_no = mark.line + 2 if mark else 1
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                meta = {"_warning": f"{source or '(text)'}:{line_no}: the front matter is not valid YAML "
+                                    f"({problem}); read without it"}
+            return (meta if isinstance(meta, dict) else {}), "".join(lines[n + 1 :]), n + 1
+    return {}, text, 0
 
 
 def _page_url(meta: dict, home: str) -> str | None:
@@ -276,10 +370,12 @@ def _close(tokens: list[Token], i: int) -> int:
 
 def _block(tokens: list[Token], page: str, home: str, marker: str = "") -> Block:
     code = tuple(t.content for t in tokens if t.type in ("fence", "code_block"))
+    prose = _render([t for t in tokens if t.type not in ("fence", "code_block")], "plain", page, home, marker)
     return Block(
         mrkdwn=_render(tokens, "mrkdwn", page, home, marker),
         plain=_render(tokens, "plain", page, home, marker),
         code=code,
+        prose=prose if code else None,
     )
 
 
@@ -364,8 +460,11 @@ def _render_inline(children: list[Token], style: str, page: str, home: str, link
 
 
 def _absolute(href: str, page: str, home: str) -> str:
+    href = expand_href(href)
     if href.startswith("#"):
         return page.split("#")[0] + href
     if href.startswith("/"):
         return home + href
+    if href and "://" not in href and not href.startswith("mailto:"):
+        return urljoin(page, href)  # Hugo pages link to their neighbours relatively (`../injection/`)
     return href

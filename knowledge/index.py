@@ -15,23 +15,53 @@ from dataclasses import dataclass, field, replace
 
 import bm25s
 import numpy as np
-from rapidfuzz import process
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import DamerauLevenshtein
 
 from handlers.markup import escape_mrkdwn
 
 from . import builtin
-from .guide import DEFAULT_HOME, Block, Fetcher, Section, parse_guide
-from .text import ABBREVIATIONS, STOPWORDS, SYNONYMS, clean_chat, stem, terms, words
+from .guide import DEFAULT_HOME, Block, Fetcher, Section, read_guide
+from .text import (
+    ABBREVIATIONS,
+    STOPWORDS,
+    SYNONYMS,
+    answers_how_to,
+    asks_how_to,
+    clean_chat,
+    stem,
+    terms,
+    words,
+)
 
-THRESHOLD = 0.42  # calibrated on tests/data/ask_eval.yaml; see bench/README.md
+# The confidence line: the highest score an off-topic question of the tuning set reaches (0.41, after
+# how-to questions are set aside; bench/ask_bench.py prints it) plus a margin of 0.03, since questions
+# nobody tuned for score higher.  Below it, answers are suggestions.
+THRESHOLD = 0.44
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
-TITLE_WEIGHT = 3  # times a heading counts in its section
+SAME_TEXT = 85  # rapidfuzz ratio from which two guides' blocks say the same thing (quoted once)
+PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a section
+SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
+# BM25F by repetition: how many times each field of a section counts in its document.  Headings and
+# the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
+FIELD_WEIGHTS = {"heading": 3, "signatures": 2, "symptoms": 1, "body": 1, "commands": 1}
+# How much of a question word's information a section accounts for, by the field it is found in.
+COVER = {"heading": 1.0, "signatures": 1.0, "symptoms": 1.0, "body": 0.7, "commands": 0.7}
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 EVIDENCE = 2.0  # matched question words needed for full confidence
+
+
+@dataclass(frozen=True)
+class Answer:
+    matches: list[Match]  # confident answers: DESIGN.md's `matches`
+    suggestions: list[Match]  # below the confidence line: the closest sections, when there is no match
+
+    def to_json(self) -> dict:
+        return {"matches": [m.to_json() for m in self.matches],
+                "suggestions": [m.to_json() for m in self.suggestions]}
 
 
 @dataclass(frozen=True)
@@ -43,6 +73,12 @@ class Match:
     checks: list[str]
     url: str
     plain_excerpt: str = field(default="", repr=False)  # the excerpt as plain text, for terminals
+    guide: str = "builtin"  # the guide it quotes (its name), or "builtin" (meshbot's own words)
+    also_in: tuple[str, ...] = ()  # other guides with the same heading
+
+    @property
+    def guides(self) -> list[str]:
+        return [self.guide, *self.also_in]
 
     def to_json(self) -> dict:
         return {
@@ -51,18 +87,31 @@ class Match:
             "score": round(self.score, 3),
             "excerpt": self.excerpt,
             "checks": list(self.checks),
+            "guide": self.guide,
+            "guides": self.guides,
+            "url": self.url,
         }
 
 
 class Index:
     def __init__(self, sections: Sequence[Section]) -> None:
         self.sections = list(sections)
-        self._by_id = {s.id: s for s in self.sections}
-        docs = [terms(_document_text(s)) for s in self.sections]
+        self.warnings: tuple[str, ...] = ()  # from load_index: parts of guides that could not be read
+        self._by_id = {alias: s for s in self.sections for alias in s.aliases}
+        self._by_id.update({s.id: s for s in self.sections})
+        docs = [_with_pairs(_document_text(s)) for s in self.sections]
         self._bm25 = bm25s.BM25()
         self._bm25.index(docs, show_progress=False)
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
+        # Where each term occurs in each section: the best field's COVER share (heading beats body).
+        self._cover = []
+        for sec in self.sections:
+            place: dict[str, float] = {}
+            for name, text in fields(sec).items():
+                for t in terms(text):
+                    place[t] = max(place.get(t, 0.0), COVER[name])
+            self._cover.append(place)
         n = len(docs)
         df: dict[str, int] = {}
         for doc in self._doc_terms:
@@ -82,10 +131,33 @@ class Index:
         return self._by_id.get(section_id)
 
     def ask(self, question: str, limit: int = 3) -> list[Match]:
+        """Confident answers, best first; empty when no section answers with confidence."""
+        return self.answer(question, limit).matches
+
+    def answer(self, question: str, limit: int = 3) -> Answer:
+        """Confident matches, or else (never both) up to `limit` low-confidence suggestions.
+
+        A question that is a section id (what a "not sure" button sends) is answered by that section.
+        """
+        if question.strip() in self._by_id:
+            return Answer([self._match(self._by_id[question.strip()], 1.0, None)], [])
+        scored = self._scored(question)
+        if not scored:
+            return Answer([], [])
+        top = scored[0][0]
+        if top >= THRESHOLD and (answers_how_to(scored[0][1].title) or not asks_how_to(question)):
+            return Answer([self._match(s, score, question) for score, s in scored[:limit]
+                           if score >= THRESHOLD and score >= RELATIVE * top], [])
+        return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])
+
+    def _scored(self, question: str) -> list[tuple[float, Section]]:
         weights = self._query(question)
         if not weights or not self.sections:
             return []
         known = {t: w for t, w in weights.items() if t in self._vocab}
+        # Adjacent word pairs found in a section (a pasted error line, a heading's phrase) rank it higher;
+        # they never count in the coverage below, so a pair the guides lack costs nothing.
+        known.update({p: PAIR_WEIGHT for p in _pairs(terms(clean_chat(question))) if p in self._vocab})
         raw = np.zeros(len(self.sections))
         for t, w in known.items():
             raw += w * self._bm25.get_scores([t])
@@ -103,21 +175,15 @@ class Index:
         for i, s in enumerate(self.sections):
             if raw[i] <= 0:
                 continue
-            have = self._doc_terms[i]
+            have, cover = self._doc_terms[i], self._cover[i]
             hits = {t: w for t, w in asked.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
-            covered = sum(w * self._idf.get(t, self._idf_unknown) for t, w in hits.items())
+            covered = sum(w * self._idf.get(t, self._idf_unknown) * cover.get(t, COVER["body"])
+                          for t, w in hits.items())
             evidence = min(1.0, sum(hits.values()) / EVIDENCE)
-            score = (covered / total) * evidence * math.sqrt(raw[i] / best)
+            score = (covered / total) * evidence * math.sqrt(raw[i] / best) if total else 0.0
             scored.append((min(score, 1.0), s))
         scored.sort(key=lambda p: -p[0])
-        if not scored or scored[0][0] < THRESHOLD:
-            return []
-        top = scored[0][0]
-        return [
-            self._match(s, score, question)
-            for score, s in scored[:limit]
-            if score >= THRESHOLD and score >= RELATIVE * top
-        ]
+        return scored
 
     def _query(self, question: str) -> dict[str, float]:
         """Weighted query terms: the question's own (typos corrected), then synonyms."""
@@ -125,7 +191,12 @@ class Index:
         for chunk in clean_chat(question).split():
             # In paths and URLs pasted from logs, unknown words are noise.
             in_path = chunk.count("/") >= 2
-            for w in words(chunk):
+            whole = words(chunk, camel=False)
+            # The parts of a CamelCase name (AuthorizationPolicy) count as much as a synonym.
+            for w in dict.fromkeys(words(chunk)):
+                if w not in whole and len(w) > 1 and w not in STOPWORDS:
+                    weights.setdefault(stem(w), SYNONYM_WEIGHT)
+            for w in whole:
                 if len(w) < 2 or w in STOPWORDS:
                     continue
                 t = stem(ABBREVIATIONS.get(w, w))
@@ -135,7 +206,7 @@ class Index:
                 if t not in self._vocab and t not in SYNONYMS and w.isalpha() and len(w) >= 4:
                     fixed = self._correct(w)
                     t, weight = (fixed, TYPO_WEIGHT) if fixed else (t, 1.0)
-                weights[t] = max(weight, weights.get(t, 0.0))
+                weights[t] = max(weight, weights.get(t, 0.0) if weights.get(t) != SYNONYM_WEIGHT else 0.0)
         for t in list(weights):
             for extra in SYNONYMS.get(t, ()):
                 weights.setdefault(extra, SYNONYM_WEIGHT)
@@ -155,6 +226,8 @@ class Index:
             checks=list(s.checks),
             url=s.url,
             plain_excerpt=excerpt(s, self._relevance(question), plain=True),
+            guide=s.guide or "builtin",
+            also_in=s.also_in,
         )
 
     def _relevance(self, question: str | None):
@@ -168,9 +241,32 @@ class Index:
         return score
 
 
+def _pairs(ts: list[str]) -> list[str]:
+    return [f"{a}+{b}" for a, b in zip(ts, ts[1:], strict=False) if a != b]
+
+
+def _with_pairs(text: str) -> list[str]:
+    """Index terms of a document and its adjacent pairs, line by line (no pair spans two lines)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        ts = terms(line)
+        out += ts + _pairs(ts)
+    return out
+
+
+def fields(s: Section) -> dict[str, str]:
+    """The fields a section is ranked on (FIELD_WEIGHTS)."""
+    return {
+        "heading": s.title,
+        "signatures": "\n".join(s.signatures),
+        "symptoms": "\n".join(s.symptoms),
+        "body": "\n\n".join(b.words for b in s.blocks),
+        "commands": "\n".join(s.code_blocks),
+    }
+
+
 def _document_text(s: Section) -> str:
-    # Headings name the problem most precisely, so they count several times.
-    return "\n".join([s.title] * TITLE_WEIGHT + [*s.symptoms, s.text])
+    return "\n".join(text for name, text in fields(s).items() for _ in range(FIELD_WEIGHTS[name]) if text)
 
 
 def excerpt(section: Section, relevance=None, *, plain: bool = False) -> str:
@@ -250,13 +346,29 @@ def builtin_sections() -> list[Section]:
 
 
 def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) -> list[Section]:
-    """Guide sections win on text; built-in entries add checks and symptoms."""
+    """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures."""
     known = {s.id: s for s in builtin_list}
     merged = []
     for s in guide_sections:
         b = known.pop(s.id, None)
         merged.append(replace(s, checks=b.checks, symptoms=b.symptoms) if b else s)
-    return _list_children(merged + list(known.values()))
+    return _list_children([_with_checks(s) for s in merged + list(known.values())])
+
+
+def _with_checks(s: Section) -> Section:
+    """A section's checks and their signatures, from the checks' own declarations (one source)."""
+    mine = [c for c in _all_checks() if c.section == s.id]
+    if not mine:
+        return s
+    checks = tuple(dict.fromkeys([*s.checks, *(c.id for c in mine)]))
+    signatures = tuple(dict.fromkeys(sig for c in mine for sig in c.signatures))
+    return replace(s, checks=checks, signatures=signatures)
+
+
+def _all_checks():
+    from checks.catalog import ALL_CHECKS  # imported here: the catalogue loads every check module
+
+    return ALL_CHECKS
 
 
 def _list_children(sections: list[Section]) -> list[Section]:
@@ -295,16 +407,31 @@ def load_index(
     if fetcher is None and (cache_dir or timeout):
         fetcher = Fetcher(cache_dir=cache_dir, timeout=timeout or 10.0)
     fetcher = fetcher or _default_fetcher
-    sections: list[Section] = []
-    seen: set[str] = set()
+    sections: dict[str, Section] = {}
+    warnings: list[str] = []
     for source in guides:
-        guide = parse_guide(fetcher.read(source), source=source, base_url=(base_urls or {}).get(source), home=home)
+        guide = read_guide(source, fetcher, home=home, base_url=(base_urls or {}).get(source))
+        warnings.extend(guide.warnings)
         for s in guide.sections:
-            if s.id in seen:  # a runbook repeating a heading: keep the first
-                continue
-            seen.add(s.id)
-            sections.append(s)
-    return Index(merge(sections, builtin_sections() if include_builtin else []))
+            first = sections.get(s.id)
+            if first is None:
+                sections[s.id] = s
+            elif s.guide != first.guide and s.guide not in first.also_in:
+                # A heading two guides share is one section: the first guide's link, both texts.
+                # Its text is kept where it differs; a block both guides say alike is quoted once.
+                new = [not any(fuzz.ratio(b.plain, a.plain) >= SAME_TEXT for a in first.blocks) for b in s.blocks]
+                # "Example configuration:" goes with what it introduces
+                new = [n and not (b.plain.endswith(":") and i + 1 < len(new) and not new[i + 1])
+                       for i, (n, b) in enumerate(zip(new, s.blocks, strict=True))]
+                extra = tuple(b for n, b in zip(new, s.blocks, strict=True) if n)
+                note = Block(f"_Also in {escape_mrkdwn(s.guide)}:_ <{s.url}|{escape_mrkdwn(s.title)}>",
+                             f"Also in {s.guide}: {s.title} ({s.url})")
+                sections[s.id] = replace(first, blocks=first.blocks + extra + (note,),
+                                         also_in=first.also_in + (s.guide,))
+            # else a guide repeating its own heading: keep the first
+    index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else []))
+    index.warnings = tuple(warnings)
+    return index
 
 
 def excerpt_for_section(

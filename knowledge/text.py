@@ -13,24 +13,33 @@ import re
 # Slack's message markup: https://api.slack.com/reference/surfaces/formatting
 _MENTION = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|chan>, <!here>, <!subteam^S1>
 _LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
-_EMOJI = re.compile(r"(?<![\w:]):[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*:(?![\w])")
+_EMOJI = re.compile(r"(?<![\w:]):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|\+1|-1):(?![\w])")
+# *bold*, _italic_, ~strike~ markers at a word's edge; inside a word (grpc_server_handled_total) they are text.
+# Only paired markers are markup: a lone one (`fd_ != -1`, `a*b`) is text.
+_EMPHASIS = re.compile(r"(?<![\w*_~])([*_~]+)(?=\S)([^\n]*?\S)\1(?![\w*_~])")
 
 
 def clean_chat(text: str) -> str:
-    """Strip Slack markup from a message, keeping what a person wrote."""
+    """Slack markup out of a message, keeping what a person wrote: the one normaliser before ranking.
+
+    Mentions and channel links go (they name people and places, not problems), a link keeps its label,
+    emoji go, code spans and blocks keep their code, emphasis keeps its words, entities are decoded.
+    """
     text = _MENTION.sub(" ", text)
     text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    text = _EMPHASIS.sub(r"\2", text)  # first: `_:fire: down_` is an emoji once its markers are gone
     while True:  # emoji can sit back to back (`:wave::skin-tone-2:`)
         stripped = _EMOJI.sub(" ", text)
         if stripped == text:
             break
         text = stripped
     text = text.replace("`", " ")
-    return html.unescape(text)  # Slack sends &lt; &gt; &amp;
+    return html.unescape(text)  # Slack sends &lt; &gt; &amp; (decoded last: a decoded < is text, not markup)
 
 
 # A word, or a dotted version number such as 1.0 or 0.5.1.
-_WORD = re.compile(r"\d+(?:\.\d+)+|[a-z0-9_]+")
+_WORD = re.compile(r"\d+(?:\.\d+)+|[A-Za-z0-9_]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")  # AuthorizationPolicy, hostNetwork, HTTPRoute
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any anyone anything are as
@@ -66,16 +75,20 @@ def stem(word: str) -> str:
     return word
 
 
-def words(text: str) -> list[str]:
-    """Lowercased words, before stemming; identifiers split into their parts too."""
+def words(text: str, camel: bool = True) -> list[str]:
+    """Lowercased words, before stemming; identifiers (snake_case, CamelCase) split into their parts too."""
     out = []
-    for w in _WORD.findall(text.lower()):
-        w = w.strip("_")
+    for raw in _WORD.findall(text):
+        raw = raw.strip("_")
+        w = raw.lower()
         if not w:
             continue
         out.append(w)
         if "_" in w:
             out.extend(p for p in w.split("_") if p)
+        elif camel and raw.isalnum() and not raw.isupper() and not raw.islower() \
+                and len(parts := _CAMEL.findall(raw)) > 1:
+            out.extend(p.lower() for p in parts)
         elif "." in w and w.count(".") > 1:
             out.append(".".join(w.split(".")[:2]))  # 0.5.1 also counts as 0.5
     return out
@@ -92,6 +105,16 @@ ABBREVIATIONS = {
     "certs": "certificates",
     "env": "environment",
     "prom": "prometheus",
+    "authz": "authorization",
+    "authn": "authentication",
+    "gw": "gateway",
+    "gws": "gateways",
+    "dr": "destinationrule",
+    "po": "pod",
+    "deploy": "deployment",
+    "sts": "statefulset",
+    "cm": "configmap",
+    "sa": "serviceaccount",
 }
 
 
@@ -124,9 +147,50 @@ _SYNONYM_GROUPS: dict[str, str] = {
     "talk reach communicate": "connect connectivity",
     "empty blank nothing gone zero none": "missing empty",
     "xds cds eds lds rds": "proxy-config istioctl",
+    "rbac 403 forbidden": "authorization deny",
+    "401 unauthorized jwt": "authentication token",
+    "ssl https": "tls",
+    "mtls": "mutual tls",
+    "autoscaler autoscaling": "scale",
+    "macbook macos osx laptop workstation": "mac local",
+    # Envoy's access-log response flags (the distinctive ones): a pasted log line names them
+    "uh uf uo urx uc ut lh lr nc uaex dpe upe umsdr nr": "response flag envoy",
 }
 SYNONYMS: dict[str, tuple[str, ...]] = {}
 for _keys, _values in _SYNONYM_GROUPS.items():
     for _key in _keys.split():
         _extra = tuple(t for v in _values.split() for t in terms(v) if t != stem(_key))
         SYNONYMS[stem(_key)] = SYNONYMS.get(stem(_key), ()) + _extra
+
+
+# The guides answer problems.  A question that asks how to use a feature, with no sign of trouble in
+# it, is a tutorial question, however many of the guides' words it shares ("how do I configure
+# retries"); it is offered suggestions, never a confident answer.  Asking how to look into the mesh
+# (dump, capture, attach a debugger) is troubleshooting, which the guides do answer.
+_HOW_TO = re.compile(
+    r"^\s*(?:how (?:do|can|should|would) (?:i|we|you|one)|how to|what(?:'s| is| are) the (?:best|recommended|"
+    r"difference)|what is|can (?:i|we|you) use|is there a way|does \S+ support|best way)\b"
+    r"|\b(?:set up|setup|configure|enable|install|add an?|expose|difference between|recommended way)\b")
+_TROUBLE = frozenset(stem(w) for w in words(
+    """error errors fail fails failed failing failure broken break breaks not no never nothing none cant
+    cannot doesnt dont wont isnt arent didnt stuck hang hangs hung slow high empty missing
+    blank zero rejected reject denied deny refused reset drop drops lost lose crash crashes restart timed
+    restarts oom wrong unknown invalid expired mismatch ignored unexpected stopped stops issue issues
+    problem problems trouble why debug troubleshoot diagnose check verify inspect dump capture attach see
+    show gdb tcpdump 503 502 504 404 403 401 426
+    unavailable unreachable unhealthy down flaky intermittent"""))
+
+
+# Headings that are themselves instructions (istio.io's upgrade notes: "Use the Telemetry API for…"):
+# a how-to question is what they answer.
+_INSTRUCTION = re.compile(r"^(?:use|using|configur(?:e|ing)|how|with)\b", re.I)
+
+
+def answers_how_to(title: str) -> bool:
+    return bool(_INSTRUCTION.match(title))
+
+
+def asks_how_to(question: str) -> bool:
+    """A how-to question with no word of trouble in it (see _HOW_TO)."""
+    text = clean_chat(question).lower()
+    return bool(_HOW_TO.search(text)) and not any(stem(w) in _TROUBLE for w in words(text))

@@ -14,8 +14,10 @@ def test_ask_from_stdin_answers_every_line_blank_ones_included(monkeypatch, caps
     answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(answers) == 3
     assert answers[0]["matches"][0]["section"] == "envoy-is-crashing-under-load"
-    assert answers[1] == {"matches": []} and answers[2] == {"matches": []}
-    assert set(answers[0]["matches"][0]) == {"section", "title", "score", "excerpt", "checks"}
+    assert answers[1]["matches"] == [] and answers[2]["matches"] == []
+    # DESIGN.md's five fields, plus the optional ones it allows a match to add
+    assert {"section", "title", "score", "excerpt", "checks"} <= set(answers[0]["matches"][0]) <= {
+        "section", "title", "score", "excerpt", "checks", "guide", "guides", "url"}
 
 
 def test_checks_json_lists_every_check_with_its_section_and_group(capsys):
@@ -28,3 +30,13 @@ def test_an_unknown_guide_is_one_clear_line_and_exit_2(capsys):
     assert main(["ask", "why", "--guide", "/nonexistent/guide.md"]) == 2
     err = capsys.readouterr().err
     assert "/nonexistent/guide.md" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ask_json_keeps_matches_confident_and_lists_suggestions_apart(capsys):
+    assert main(["ask", "--json", "how do I configure retries and timeouts for a route"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["matches"] == [] and answer["suggestions"]
+    assert {"section", "title", "score", "excerpt", "checks"} <= set(answer["suggestions"][0])
+    assert main(["ask", "--json", "Envoy is crashing under load"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["matches"][0]["section"] == "envoy-is-crashing-under-load" and answer["suggestions"] == []

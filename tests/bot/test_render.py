@@ -81,3 +81,16 @@ def test_evidence_and_fix_cannot_ping_or_link_in_blocks_or_the_text_fallback():
     long = render.finding(result(evidence=(hostile,) * 40), None, None)
     assert "<!channel>" not in str([m.to_json()["blocks"] for m in long]) + "".join(m.text for m in long)
     assert long[-1].file[1].splitlines()[0] == hostile  # the uploaded file is plain text, not mrkdwn
+
+
+def test_not_sure_answer_lists_up_to_three_sections_with_a_button_each():
+    from bot.render import SECTION_ACTION, answer
+    from knowledge import load_index
+
+    found = load_index(()).answer("how do I configure retries and timeouts for a route")
+    assert found.matches == [] and found.suggestions
+    [message] = answer("q", [], ["prod"], suggestions=found.suggestions * 2)  # more than three: three shown
+    [actions] = [b for b in message.to_json()["blocks"] if b["type"] == "actions"]
+    assert [e["value"] for e in actions["elements"]] == [m.section for m in (found.suggestions * 2)[:3]]
+    assert all(e["action_id"].startswith(SECTION_ACTION) for e in actions["elements"])
+    assert message.text.startswith("Not sure; closest sections:")

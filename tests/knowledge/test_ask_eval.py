@@ -1,4 +1,8 @@
-"""The eval set as a regression gate: ranking changes that lose accuracy fail CI."""
+"""The tuning set as a regression gate: ranking changes that lose accuracy fail CI.
+
+These are figures on the set the ranker was tuned on; they say nothing about questions nobody tuned for
+(bench/README.md has the held-out figures and how they were measured).
+"""
 
 from pathlib import Path
 
@@ -10,8 +14,10 @@ HOLDOUT = Path(__file__).with_name("ask_holdout.yaml")
 
 
 def figures(index, path):
+    """Top-1 over the questions whose section the index has, and the share of off-topic ones unanswered."""
     questions = yaml.safe_load(path.read_text())["questions"]
-    on = [q for q in questions if q["expect"]]
+    on = [{**q, "expect": index.section(q["expect"]).id}  # an alias id names its section
+          for q in questions if q["expect"] and index.section(q["expect"])]
     off = [q for q in questions if not q["expect"]]
     top1 = sum(bool(m := index.ask(q["q"])) and m[0].section == q["expect"] for q in on)
     rejected = sum(index.ask(q["q"]) == [] for q in off)
@@ -20,15 +26,19 @@ def figures(index, path):
 
 def test_eval_set_shape():
     questions = yaml.safe_load(EVAL.read_text())["questions"]
-    assert len(questions) >= 80
-    assert sum(q["expect"] is None for q in questions) >= 20
+    assert len(questions) >= 150
+    assert sum(q["expect"] is None for q in questions) >= 30
 
 
-@pytest.mark.parametrize("which", ["guide_index", "builtin_index"])
-def test_eval_accuracy_and_rejection(request, which):
+@pytest.mark.parametrize("which, top1_min, rejected_min", [
+    ("guide_index", 0.9, 0.9),
+    ("builtin_index", 0.9, 0.9),
+    ("both_index", 0.8, 0.9),
+])
+def test_eval_accuracy_and_rejection(request, which, top1_min, rejected_min):
     top1, rejected = figures(request.getfixturevalue(which), EVAL)
-    assert top1 >= 0.9, f"top-1 accuracy {top1:.1%}"
-    assert rejected >= 0.9, f"off-topic rejected {rejected:.1%}"
+    assert top1 >= top1_min, f"top-1 accuracy {top1:.1%}"
+    assert rejected >= rejected_min, f"off-topic rejected {rejected:.1%}"
 
 
 def test_holdout_does_not_collapse(guide_index):

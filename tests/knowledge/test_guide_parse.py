@@ -90,6 +90,7 @@ def test_guide_without_headings_is_an_error():
         parse_guide("just a paragraph\n", source="notes.md")
 
 
-def test_bad_front_matter_is_an_error():
-    with pytest.raises(GuideError, match="front matter"):
-        parse_guide("---\ntitle: [unclosed\n---\n## A\n", source="bad.md")
+def test_bad_front_matter_is_a_warning_naming_file_and_line():
+    guide = parse_guide("---\ntitle: [unclosed\n---\n## A\n", source="bad.md")
+    assert [s.id for s in guide.sections] == ["a"]
+    assert guide.warnings[0].startswith("bad.md:") and "front matter" in guide.warnings[0]

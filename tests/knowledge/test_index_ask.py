@@ -35,7 +35,9 @@ def test_guide_text_gives_excerpt_builtin_gives_checks(guide_index):
 def test_match_json_is_the_cli_contract(guide_index):
     [top, *_] = guide_index.ask("envoy won't connect to my HTTP/1.0 service")
     assert isinstance(top, Match)
-    assert set(top.to_json()) == {"section", "title", "score", "excerpt", "checks"}
+    # DESIGN.md's five fields, plus the optional ones it allows a match to add
+    assert set(top.to_json()) >= {"section", "title", "score", "excerpt", "checks"}
+    assert set(top.to_json()) - {"section", "title", "score", "excerpt", "checks"} <= {"guide", "guides", "url"}
     assert top.to_json()["section"] == "envoy-wont-connect-to-my-http10-service"
     assert 0 < top.score <= 1
 
