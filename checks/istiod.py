@@ -79,7 +79,9 @@ def _termination(cs: dict) -> str:
 
 
 @check(id="control-plane.istiod-ready", title="The istiod control plane is running and ready",
-       section="verifying-connectivity-to-istio-pilot", generations=ISTIOD, inputs=_ready_inputs)
+       section="verifying-connectivity-to-istio-pilot", generations=ISTIOD, inputs=_ready_inputs,
+       signatures=("istiod", "discovery", "15012", "15010", "8080/ready", "CrashLoopBackOff", "connection refused",
+                   "no healthy upstream"))
 def istiod_ready(ctx: Context):
     """Every istiod revision has ready pods whose /ready (port 8080, through the pod proxy) answers 200, its
     Service selects ready pods, and the discovery container is not restarting; a restarted pod's previous log
@@ -171,7 +173,9 @@ def _connected_inputs(istio: Istio) -> tuple:
 
 
 @check(id="control-plane.proxies-connected", title="Proxies are connected to istiod",
-       section="verifying-connectivity-to-istio-pilot", generations=ISTIOD, inputs=_connected_inputs)
+       section="verifying-connectivity-to-istio-pilot", generations=ISTIOD, inputs=_connected_inputs,
+       signatures=("pilot_xds", "pilot_xds_push_context_errors", "StreamAggregatedResources", "delta ADS",
+                   "proxy-status", "NOT SENT", "STALE", "15012"))
 def proxies_connected(ctx: Context):
     """Sums istiod's `pilot_xds` gauge (connected xDS clients, by proxy version) over its replicas and compares it
     with the proxies that should be connected: running sidecars, native sidecars, gateways, waypoints and ztunnels."""
@@ -246,7 +250,9 @@ def envoyfilter_problems(filters: list[dict], versions: set[str]) -> list[str]:
 
 @check(id="config.xds-rejects", title="Proxies accept istiod's configuration",
        section="unchanged-envoy-filter-configuration-suddenly-stops-working", generations=ISTIOD,
-       inputs=_reject_inputs)
+       inputs=_reject_inputs,
+       signatures=("pilot_xds_cds_reject", "pilot_xds_lds_reject", "pilot_xds_rds_reject", "pilot_total_xds_rejects",
+                   "EnvoyFilter", "INSERT_BEFORE", "proxyVersion", "priority"))
 def xds_rejects(ctx: Context):
     """Reads istiod's reject gauges (`pilot_xds_{cds,lds,rds,eds}_reject`, by rejecting proxy and error) and push
     send errors, and lints EnvoyFilters: relative operations without priority, and `proxyVersion` matches that no

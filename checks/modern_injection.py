@@ -64,7 +64,9 @@ def _selector_inputs(istio: Istio) -> tuple:
 
 
 @check(id="injection.selectors", title="Sidecar injection matches the labels (check-inject)",
-       section="the-result-of-sidecar-injection-was-not-what-i-expected", generations=ISTIOD, inputs=_selector_inputs)
+       section="the-result-of-sidecar-injection-was-not-what-i-expected", generations=ISTIOD, inputs=_selector_inputs,
+       signatures=("istio-injection=enabled", "istio.io/rev", "sidecar.istio.io/inject", "check-inject",
+                   "namespaceSelector", "objectSelector", "1/1 Running"))
 def selectors(ctx: Context):
     """Evaluates every Istio injection webhook's namespace and object selectors against each pod's labels, the way
     `istioctl x check-inject` does, and compares with what the pod actually got: pods created before their namespace
@@ -126,7 +128,9 @@ def _ca_inputs(istio: Istio) -> tuple:
 
 
 @check(id="injection.webhook-ca", title="The webhooks trust istiod's CA", section="x509-certificate-related-errors",
-       generations=ISTIOD, inputs=_ca_inputs)
+       generations=ISTIOD, inputs=_ca_inputs,
+       signatures=("caBundle", "istio-ca-root-cert", "root-cert.pem",
+                   "failed calling webhook"))
 def webhook_ca(ctx: Context):
     """Decodes each Istio webhook's caBundle and looks for the root certificate istiod publishes in the
     `istio-ca-root-cert` ConfigMap; an empty or foreign bundle makes the API server fail with x509 errors."""
@@ -186,7 +190,10 @@ def _failed_inputs(istio: Istio) -> tuple:
 
 
 @check(id="injection.failed-create", title="Pods are not refused by the injection webhook",
-       section="pods-cannot-be-created-at-all", generations=ISTIOD, inputs=_failed_inputs)
+       section="pods-cannot-be-created-at-all", generations=ISTIOD, inputs=_failed_inputs,
+       signatures=("FailedCreate", "failed calling webhook", "sidecar-injector.istio.io",
+                   "no endpoints available for service \"istiod\"", "context deadline exceeded", "15017",
+                   "Service Unavailable"))
 def failed_create(ctx: Context):
     """The injection webhooks fail closed: when the API server cannot call istiod, controllers record FailedCreate
     events. This reads them, names the cause from the message, and checks the kube-apiserver pods' proxy variables
@@ -226,7 +233,9 @@ def _validation_inputs(istio: Istio) -> tuple:
 
 
 @check(id="config.validation-webhook", title="Istio's validating webhooks are armed",
-       section="invalid-configuration-is-accepted", generations=ISTIOD, inputs=_validation_inputs)
+       section="invalid-configuration-is-accepted", generations=ISTIOD, inputs=_validation_inputs,
+       signatures=("validation.istio.io", "failurePolicy: Ignore", "istiod-default-validator", "admission webhook",
+                   "denied the request"))
 def validation_webhook(ctx: Context):
     """Istio installs its validating webhooks with failurePolicy Ignore and istiod switches them to Fail once it
     is ready; a live Ignore means invalid configuration is admitted. Also checks that each webhook's Service

@@ -56,7 +56,9 @@ def _crash_inputs(istio: Istio) -> tuple:
 
 
 @check(id="proxies.crashes", title="Sidecars do not crash under load", section="envoy-is-crashing-under-load",
-       generations=ISTIOD, inputs=_crash_inputs)
+       generations=ISTIOD, inputs=_crash_inputs,
+       signatures=("OOMKilled", "exit code 137", "exit code 139", "CrashLoopBackOff", "Too many open files",
+                   "istio_agent_process_max_fds", "istio_agent_process_open_fds"))
 def crashes(ctx: Context):
     """Looks at every istio-proxy container (regular or native sidecar) for restarts and their last termination
     (OOMKilled, abort 134, segfault 139, CrashLoopBackOff), quotes the previous log of restarted ones, and reads
@@ -108,7 +110,8 @@ def _http10_inputs(istio: Istio) -> tuple:
 
 
 @check(id="proxies.http10", title="No HTTP/1.0 request is refused with 426",
-       section="envoy-wont-connect-to-my-http10-service", generations=ISTIOD, inputs=_http10_inputs)
+       section="envoy-wont-connect-to-my-http10-service", generations=ISTIOD, inputs=_http10_inputs,
+       signatures=("426 Upgrade Required", "response_code=\"426\"", "PILOT_HTTP10", "HTTP/1.0", "istio_requests_total"))
 def http10(ctx: Context):
     """Reads `istio_requests_total` on a bounded sample of proxies (port 15090, gateways first) for response code
     426, which Envoy answers to HTTP/1.0 unless istiod runs with PILOT_HTTP10=true."""
@@ -138,7 +141,9 @@ def _skew_inputs(istio: Istio) -> tuple:
 
 
 @check(id="proxies.version-skew", title="Proxies run the control plane's version",
-       section="the-result-of-sidecar-injection-was-not-what-i-expected", generations=ISTIOD, inputs=_skew_inputs)
+       section="the-result-of-sidecar-injection-was-not-what-i-expected", generations=ISTIOD, inputs=_skew_inputs,
+       signatures=("proxyv2", "istioctl proxy-status", "sidecar.istio.io/status", "rollout restart",
+                   "version mismatch"))
 def version_skew(ctx: Context):
     """Compares each proxy's image tag with the istiod revision that injected it; pods keep the proxy they were
     created with, so after an upgrade they need a restart."""
@@ -186,7 +191,9 @@ def _metrics_inputs(istio: Istio) -> tuple:
 
 
 @check(id="telemetry.proxy-metrics", title="Proxies emit Istio's standard metrics",
-       section="where-are-the-metrics-for-my-service", generations=ISTIOD, inputs=_metrics_inputs)
+       section="where-are-the-metrics-for-my-service", generations=ISTIOD, inputs=_metrics_inputs,
+       signatures=("istio_requests_total", "istio_request_duration_milliseconds",
+                   "istio_tcp_connections_opened_total", "15090", "stats/prometheus", "Telemetry", "disabled: true"))
 def proxy_metrics(ctx: Context):
     """Without Mixer the proxies themselves expose `istio_requests_total` and the TCP counters on port 15090; reads
     them on a bounded sample and lists Telemetry resources that turn metrics off. In ambient mode HTTP metrics exist
@@ -244,7 +251,9 @@ def _scrape_inputs(istio: Istio) -> tuple:
 
 @check(id="telemetry.prometheus-scrape", title="Prometheus scrapes the proxies",
        section="verify-prometheus-configuration",
-       generations=ISTIOD, inputs=_scrape_inputs)
+       generations=ISTIOD, inputs=_scrape_inputs,
+       signatures=("prometheus.io/scrape", "prometheus.io/port", "15020", "PodMonitor", "kubernetes-pods",
+                   "api/v1/targets", "up == 0"))
 def prometheus_scrape(ctx: Context):
     """Asks Prometheus' targets API (through the API server's service proxy) whether the proxies' merged metrics
     port (15020, from the injector's prometheus.io annotations) is scraped and up."""
@@ -290,7 +299,9 @@ def _cert_inputs(istio: Istio) -> tuple:
 
 
 @check(id="security.certificates", title="Workload certificates rotate and one root is distributed",
-       section="keys-and-certificates-errors", generations=ISTIOD, inputs=_cert_inputs)
+       section="keys-and-certificates-errors", generations=ISTIOD, inputs=_cert_inputs,
+       signatures=("istio_agent_cert_expiry_seconds", "citadel_server_root_cert_expiry_timestamp", "ROOTCA",
+                   "certificate has expired", "istio-ca-root-cert", "SDS"))
 def certificates(ctx: Context):
     """Reads `istio_agent_cert_expiry_seconds` on a sample of proxies (24 h certificates renewed at half-life), the
     CA's root expiry on istiod, and compares the `istio-ca-root-cert` ConfigMaps of all namespaces."""

@@ -64,7 +64,9 @@ def _service_for(host: str, dr_ns: str, services: dict) -> dict | None:
 
 
 @check(id="traffic.destination-rule-tls", title="DestinationRules agree with PeerAuthentication",
-       section="503-errors-after-setting-destination-rule", generations=ISTIOD, inputs=_inputs)
+       section="503-errors-after-setting-destination-rule", generations=ISTIOD, inputs=_inputs,
+       signatures=("503", "UH", "UF,URX", "upstream connect error or disconnect/reset before headers", "ISTIO_MUTUAL",
+                   "PeerAuthentication", "STRICT", "subset"))
 def destination_rule_tls(ctx: Context):
     """For each DestinationRule, resolves its host to a Service and that Service's pods, and compares the TLS mode
     it sets (top level and per port) with the PeerAuthentication in force on those pods; also checks that every

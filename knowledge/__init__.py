@@ -5,14 +5,13 @@ for match in index.ask("envoy keeps crashing under load"):
     print(match.title, match.score, match.url)
 """
 
-from .builtin import ENTRIES, SECTION_FOR_CHECK
+from .builtin import ENTRIES
 from .guide import DEFAULT_HOME, Fetcher, Guide, GuideError, Section, parse_guide, slugify
 from .index import Index, Match, excerpt_for_section, load_index
 
 __all__ = [
     "DEFAULT_HOME",
     "ENTRIES",
-    "SECTION_FOR_CHECK",
     "Fetcher",
     "Guide",
     "GuideError",

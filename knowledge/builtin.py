@@ -1,8 +1,8 @@
 """Built-in knowledge: one entry per guide section meshbot knows about.
 
-Each check declares its own guide section (``checks.catalog``); the entries here
-list the same checks so an answer can offer to run them, and a test holds the two
-to each other.  The wording is meshbot's own, so the
+Each check declares its own guide section (``checks.catalog``), and the index adds
+to each section the checks that declare it, so an answer can offer to run them;
+every section a check declares has an entry here, old guide or new.  The wording is meshbot's own, so the
 bot answers usefully with no guide configured.  Symptoms are phrased the way
 people report a problem, which lets questions match an entry even when they
 share no word with the guide's heading.
@@ -19,16 +19,16 @@ DOCS_URL = "https://istio.io/help/troubleshooting/"
 class Entry:
     section: str
     title: str
-    checks: tuple[str, ...] = ()
     parent: str | None = None
     symptoms: tuple[str, ...] = ()
     looks_at: str = ""
     fix: str = ""
     commands: tuple[str, ...] = ()
+    page: str = DOCS_URL  # the guide page the section is on
 
     @property
     def url(self) -> str:
-        return f"{DOCS_URL}#{self.section}"
+        return f"{self.page}#{self.section}"
 
 
 METRICS = "where-are-the-metrics-for-my-service"
@@ -38,7 +38,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="verifying-connectivity-to-istio-pilot",
         title="Sidecars cannot reach Pilot",
-        checks=("pilot.registration",),
         symptoms=(
             "proxies get no configuration from the control plane",
             "is pilot up, can the envoy sidecars reach discovery",
@@ -57,7 +56,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="no-traces-appearing-in-zipkin-when-running-istio-locally-on-mac",
         title="Clock skew on the node hides traces",
-        checks=("clock.node-skew",),
         symptoms=(
             "no traces or spans in zipkin or jaeger tracing",
             "traces appear days early, timestamps in the past",
@@ -73,7 +71,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="envoy-wont-connect-to-my-http10-service",
         title="Envoy rejects HTTP/1.0 upstreams",
-        checks=("envoy.http10",),
         symptoms=(
             "426 upgrade required from the sidecar",
             "legacy backend speaks http 1.0 and requests fail through envoy",
@@ -88,7 +85,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="no-grafana-output-when-connecting-from-a-local-web-client-to-istio-remotely-hosted",
         title="Browser clock skew blanks Grafana",
-        checks=("clock.client-skew",),
         symptoms=(
             "grafana dashboards empty, panels show no data from a laptop browser",
             "istio dashboard graphs blank although prometheus has data",
@@ -103,15 +99,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section=METRICS,
         title="Metrics missing for a service",
-        checks=(
-            "mixer.report-calls",
-            "mixer.metrics-config",
-            "mixer.config-resolution",
-            "mixer.post-install-job",
-            "mixer.prometheus-dispatch",
-            "prometheus.scrape-config",
-            "prometheus.targets-up",
-        ),
         symptoms=(
             "no istio metrics for my service in prometheus",
             "service missing from the dashboards, telemetry not collected",
@@ -126,7 +113,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="verify-mixer-is-receiving-report-calls",
         title="Mixer receives no Report calls",
-        checks=("mixer.report-calls",),
         parent=METRICS,
         symptoms=(
             "envoy sidecars not reporting telemetry to mixer",
@@ -145,11 +131,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="verify-mixer-metrics-configuration-exists",
         title="Mixer metrics configuration missing",
-        checks=(
-            "mixer.metrics-config",
-            "mixer.config-resolution",
-            "mixer.post-install-job",
-        ),
         parent=METRICS,
         symptoms=(
             "promhttp or promtcp rules missing",
@@ -171,7 +152,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="verify-mixer-is-sending-metric-instances-to-the-prometheus-adapter",
         title="Mixer does not dispatch to the Prometheus adapter",
-        checks=("mixer.prometheus-dispatch",),
         parent=METRICS,
         symptoms=(
             "prometheus adapter dispatches failing or zero",
@@ -187,7 +167,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="verify-prometheus-configuration",
         title="Prometheus does not scrape Mixer",
-        checks=("prometheus.scrape-config", "prometheus.targets-up"),
         parent=METRICS,
         symptoms=(
             "prometheus scrape job istio-mesh missing",
@@ -259,7 +238,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="envoy-is-crashing-under-load",
         title="Envoy crashes under load (file descriptors)",
-        checks=("envoy.fd-exhaustion",),
         symptoms=(
             "sidecar restarts or dies under heavy traffic or a load test",
             "too many open files, assert failure fd_ != -1",
@@ -274,7 +252,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="headless-tcp-services-losing-connection-from-istiofied-containers",
         title="TCP connections drop when certificates rotate",
-        checks=("mtls.headless-tcp",),
         symptoms=(
             "long-lived tcp connections reset every 15 minutes",
             "database, kafka or websocket clients disconnected periodically",
@@ -293,7 +270,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="envoy-process-high-cpu-usage",
         title="Envoy uses CPU while idle (refresh delay)",
-        checks=("envoy.refresh-delay",),
         symptoms=(
             "istio-proxy high cpu usage with no traffic on a large cluster",
             "sidecar cpu hot while idle",
@@ -311,7 +287,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="kubernetes-webhook-setup-script-files-are-missing-from-05-release-package",
         title="Webhook certificate scripts missing (0.5)",
-        checks=("injection.webhook-certs",),
         symptoms=(
             "webhook-create-signed-cert.sh or webhook-patch-ca-bundle.sh not found",
             "release tarball lacks the scripts that provision injector certificates",
@@ -323,7 +298,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         section="automatic-sidecar-injection-will-fail-if-the-kube-apiserver-has-proxy-settings",
         title="Injection fails when the API server uses a proxy",
-        checks=("injection.apiserver-proxy",),
         symptoms=(
             "automatic sidecar injection not working, pods start without istio-proxy",
             "failed calling admission webhook sidecar-injector service unavailable",
@@ -335,4 +309,114 @@ ENTRIES: tuple[Entry, ...] = (
     ),
 )
 
-SECTION_FOR_CHECK: dict[str, str] = {check: e.section for e in ENTRIES if e.section != METRICS for check in e.checks}
+COMMON = "https://istio.io/latest/docs/ops/common-problems/"
+INJECTION, NETWORK, SECURITY, VALIDATION = (f"{COMMON}{page}/" for page in
+                                            ("injection", "network-issues", "security-issues", "validation"))
+
+# Sections of istio.io's "Common problems" pages that the istiod checks answer.
+MODERN_ENTRIES: tuple[Entry, ...] = (
+    Entry(
+        section="the-result-of-sidecar-injection-was-not-what-i-expected",
+        title="Pods injected, or not, against expectations",
+        page=INJECTION,
+        symptoms=(
+            "pod has no istio-proxy container although the namespace is labelled",
+            "pods started before the namespace label never got a sidecar",
+            "sidecar injected twice, or from the wrong revision during a canary upgrade",
+            "proxies still run the old version after upgrading istiod",
+        ),
+        looks_at="the injection webhooks' namespace and object selectors against every pod's labels, as "
+        "istioctl x check-inject does, and each proxy's version against its revision's istiod.",
+        fix="Label the namespace for the revision you want, then restart its workloads so their pods are "
+        "created again through the webhook.",
+        commands=("kubectl get namespace -L istio-injection -L istio.io/rev",
+                  "kubectl -n NAMESPACE rollout restart deployment"),
+    ),
+    Entry(
+        section="pods-cannot-be-created-at-all",
+        title="The injection webhook refuses pod creation",
+        page=INJECTION,
+        symptoms=(
+            "replicaset events say failed calling webhook sidecar-injector",
+            "deployment stuck with zero pods after istio install",
+            "no endpoints available for service istiod when creating pods",
+        ),
+        looks_at="FailedCreate events and why the API server could not call istiod's webhook.",
+        fix="Bring istiod back (its pods and Service endpoints), or fix what stands between the API server "
+        "and istiod on port 15017, then let the controllers create the pods again.",
+        commands=("kubectl get events -A --field-selector reason=FailedCreate",),
+    ),
+    Entry(
+        section="x509-certificate-related-errors",
+        title="Webhook calls fail on an untrusted certificate",
+        page=INJECTION,
+        parent="pods-cannot-be-created-at-all",
+        symptoms=(
+            "pods refused because the api server does not trust the injection webhook certificate",
+            "webhook caBundle does not match the istio root certificate",
+        ),
+        looks_at="each Istio webhook's caBundle against the root certificate istiod publishes in "
+        "istio-ca-root-cert.",
+        fix="Restart istiod so it patches the webhooks' caBundle again, and make sure no GitOps tool "
+        "resets the field.",
+        commands=("kubectl get mutatingwebhookconfigurations -o yaml | grep caBundle",
+                  "kubectl -n istio-system rollout restart deployment istiod"),
+    ),
+    Entry(
+        section="503-errors-after-setting-destination-rule",
+        title="503s after a DestinationRule",
+        page=NETWORK,
+        symptoms=(
+            "requests return 503 right after applying a destination rule",
+            "upstream connect error or disconnect reset before headers after enabling mtls",
+            "subset routing gives no healthy upstream",
+        ),
+        looks_at="DestinationRule TLS modes against the PeerAuthentication in force, and subsets that "
+        "select no pod.",
+        fix="Use ISTIO_MUTUAL (or no tls block at all, letting auto mTLS decide) toward STRICT workloads, "
+        "and make each subset's labels match running pods.",
+        commands=("kubectl get destinationrules,peerauthentications -A",),
+    ),
+    Entry(
+        section="unchanged-envoy-filter-configuration-suddenly-stops-working",
+        title="An EnvoyFilter broke after an upgrade",
+        page=NETWORK,
+        symptoms=(
+            "envoy filter stopped working after upgrading istio",
+            "proxies reject configuration from istiod, listeners missing",
+        ),
+        looks_at="istiod's xDS reject gauges and EnvoyFilters whose relative patches or proxyVersion match "
+        "no longer fit the running proxies.",
+        fix="Give relative patches a priority and match proxyVersion to the versions you run; remove "
+        "filters the new release makes unnecessary.",
+        commands=("kubectl get envoyfilters -A",),
+    ),
+    Entry(
+        section="invalid-configuration-is-accepted",
+        title="Invalid configuration is accepted",
+        page=VALIDATION,
+        symptoms=(
+            "kubectl apply accepts a broken virtual service without any error",
+            "validation webhook never rejects bad istio config",
+        ),
+        looks_at="Istio's validating webhooks: their failure policy, caBundle and Service.",
+        fix="Get istiod ready so it arms the validating webhook (failurePolicy Fail), then re-apply the "
+        "configuration to see what it rejects.",
+        commands=("kubectl get validatingwebhookconfigurations -o yaml | grep -e failurePolicy -e caBundle",),
+    ),
+    Entry(
+        section="keys-and-certificates-errors",
+        title="Workload certificates expire or do not rotate",
+        page=SECURITY,
+        symptoms=(
+            "mtls handshakes fail with certificate expired",
+            "workload certificate not rotated, root ca about to expire",
+        ),
+        looks_at="the proxies' certificate expiry metrics, the CA's root expiry and the root certificate "
+        "in every namespace.",
+        fix="Restart the proxies whose certificates stopped rotating; renew the root before it expires and "
+        "let istiod redistribute it.",
+        commands=("istioctl proxy-config secret POD -n NAMESPACE",),
+    ),
+)
+ENTRIES = ENTRIES + MODERN_ENTRIES

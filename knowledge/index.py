@@ -338,7 +338,7 @@ def builtin_sections() -> list[Section]:
                 parent=e.parent,
                 blocks=tuple(blocks),
                 guide="builtin",
-                checks=e.checks,
+                checks=(),  # added from the checks' declarations
                 symptoms=e.symptoms,
             )
         )

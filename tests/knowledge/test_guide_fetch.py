@@ -32,7 +32,7 @@ def test_url_guide_is_fetched_and_merged_with_builtin():
     section = index.section("envoy-is-crashing-under-load")
     assert calls == [URL]
     assert section.url == "https://docs.example/help/#envoy-is-crashing-under-load"
-    assert section.checks == ("envoy.fd-exhaustion",)
+    assert section.checks == ("envoy.fd-exhaustion", "proxies.crashes")
     assert "Raise ulimit." in section.text
 
 
