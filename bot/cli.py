@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--context", help="kubeconfig context")
     check.add_argument("--cluster", help="a cluster named in MESHBOT_CONFIG")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--all-pods", action="store_true",
+                       help="read every sidecar's log, not only those pod status points at plus one per workload")
 
     listing = sub.add_parser("checks", help="list every check")
     listing.add_argument("--json", action="store_true")
@@ -81,7 +83,7 @@ def cmd_check(args) -> int:
         name, cluster = args.context or "default", ClusterConfig(kubeconfig=args.kubeconfig, context=args.context)
     else:
         name, cluster = config.cluster(args.cluster)
-    report = run_on_cluster(name, cluster, chosen, config.checks)
+    report = run_on_cluster(name, cluster, chosen, config.checks, all_pods=args.all_pods)
     print(json.dumps(report.to_json(), indent=2) if args.json else report_text(report))
     return EXIT_OK if report.ok else EXIT_FINDINGS
 

@@ -321,7 +321,10 @@ def _pod_log(sim: Simulator, pod: dict, query: dict):
     lines = sim.scenario.pod_log(pod, container).splitlines(keepends=True)
     if query.get("tailLines"):
         lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) else []
-    return 200, "".join(lines).encode(), "text/plain"
+    data = "".join(lines).encode()
+    if query.get("limitBytes"):  # like the kubelet: the first N bytes, even mid-line
+        data = data[:int(query["limitBytes"])]
+    return 200, data, "text/plain"  # sinceSeconds is accepted and ignored: scenario logs keep fixed dates
 
 
 def _service_proxy(sim: Simulator, namespace: str, name: str, path: str, service: dict | None):
