@@ -162,6 +162,8 @@ class LogSample(dict):
                 f"{LOG_SINCE_SECONDS // 3600} h)"
         if self.everyone:
             how = "every sidecar (--all-pods)"
+        elif len(self) == self.total:
+            how = "all of them, the sample (one per workload) covers the mesh"
         else:
             parts = [f"{self.pointed} whose status points at trouble"] if self.pointed else []
             if len(self) > self.pointed:

@@ -36,6 +36,7 @@ class Block:
     mrkdwn: str
     plain: str
     code: tuple[str, ...] = ()  # the code blocks inside it
+    advice: bool = False  # built-in fix text: a finding's reply gives the check's own fix instead
 
 
 @dataclass(frozen=True)
