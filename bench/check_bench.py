@@ -79,9 +79,13 @@ def run_meshbot(kubeconfig: Path, url: str) -> dict:
 
 def kubectl_sequence(kubeconfig: Path, url: str, cache: Path) -> dict:
     """The guide's commands, section by section, as an engineer types them (read-only equivalents)."""
+    failed = []
+
     def k(*args: str) -> str:
         done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
                               capture_output=True, text=True)
+        if done.returncode:  # every command must really have worked, or the comparison is void
+            failed.append(f"kubectl {' '.join(args)}: {done.stderr.strip()[:200]}")
         return done.stdout.strip()
 
     before = stats(url)
@@ -94,7 +98,7 @@ def kubectl_sequence(kubeconfig: Path, url: str, cache: Path) -> dict:
         return k(*args)
 
     # Verifying connectivity to Istio Pilot: find the ingress pod, exec into it, curl the registration API
-    run("get", "po", "-n", NS)
+    run("get", "pods", "-n", NS)  # the simulator serves no short names (po, deploy, svc)
     run("get", "--raw", PROXY.format("istio-pilot:8080", "v1/registration"))
     # No traces in Zipkin (clock skew): a container's date against the host's; here the nodes' heartbeats
     run("get", "nodes", "-o", "yaml")
@@ -120,8 +124,8 @@ def kubectl_sequence(kubeconfig: Path, url: str, cache: Path) -> dict:
     run("get", "--raw", PROXY.format("prometheus:9090", "api/v1/targets"))
     # Headless TCP services: the mesh config's mTLS (instead of edit), the CA deployment, headless services
     run("-n", NS, "get", "configmap", "istio", "-o", "yaml")
-    run("-n", NS, "get", "deploy", "istio-ca")
-    run("get", "svc", "--all-namespaces", "-o", "wide")
+    run("-n", NS, "get", "deployments", "istio-ca")
+    run("get", "services", "--all-namespaces", "-o", "wide")
     # Envoy high CPU: the refresh delays (instead of edit), then every pod's injected arguments
     run("-n", NS, "get", "configmap", "istio", "-o", "yaml")
     run("get", "pods", "-A", "-o", "yaml")
@@ -134,7 +138,8 @@ def kubectl_sequence(kubeconfig: Path, url: str, cache: Path) -> dict:
     run("-n", "kube-system", "get", "pod", apiserver, "-o", "yaml")
     run("-n", "kube-system", "logs", apiserver)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "commands": count, "requests": stats(url)["requests"] - before["requests"]}
+    return {"wall_s": wall, "commands": count, "requests": stats(url)["requests"] - before["requests"],
+            "failed": failed}
 
 
 def uptime() -> str:
@@ -155,7 +160,9 @@ def main() -> int:
         try:
             meshbot, kubectl = [], []
             if use_kubectl:
-                kubectl_sequence(kubeconfig, url, Path(tmp) / "cache")  # warms kubectl's discovery cache
+                warm = kubectl_sequence(kubeconfig, url, Path(tmp) / "cache")  # warms kubectl's discovery cache
+                for line in warm["failed"]:
+                    print(f"  FAILED {line}")
             for _ in range(args.runs):
                 meshbot.append(run_meshbot(kubeconfig, url))
                 m = meshbot[-1]
@@ -166,6 +173,8 @@ def main() -> int:
                     s = kubectl[-1]
                     print(f"kubectl sequence:  wall {s['wall_s']:.2f} s, {s['commands']} commands, "
                           f"{s['requests']} API requests", flush=True)
+                    for line in s["failed"]:
+                        print(f"  FAILED {line}")
             last = meshbot[-1]
             bad = {k: v for k, v in last["statuses"].items() if v not in ("pass", "skip")}
             print(f"verdicts not pass/skip: {bad or 'none'}\nsidecar log coverage: {last['coverage']}")
