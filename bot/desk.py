@@ -91,15 +91,19 @@ class Desk:
                 return Reply("No cluster is configured, so there is nothing to check yet.")
             return Reply(f"Which cluster? e.g. `/mesh {request.text} on {sorted(self.config.clusters)[0]}`; "
                          "`/mesh clusters` lists them.")
-        request = grammar.CheckRequest(request.targets, cluster)
+        request = grammar.CheckRequest(request.targets, cluster, request.deep)
         if not access.allowed(self.config.clusters[cluster], origin.user, origin.channel,
                               origin.user_name, origin.channel_name):
             audit.record(origin, request.text, "denied")
             return Reply(f"You can't run checks on `{cluster}` from here: it is limited to certain channels or "
                          "people. `/mesh clusters` shows the ones you may use.")
         payload = {"kind": "check", "targets": list(request.targets), "cluster": cluster}
+        if request.deep:
+            payload["deep"] = True
+        every = ", reading every sidecar's log," if request.deep else ""
         return self._enqueue(payload, origin, key, request.text,
-                             f"Checking {' '.join(request.targets)} on {cluster}… results will appear in this channel.")
+                             f"Checking {' '.join(request.targets)} on {cluster}{every}… results will appear in this "
+                             "channel.")
 
     def _digest(self, request: grammar.DigestRequest, origin: Origin, key: str) -> Reply:
         subscriptions = schedules.Subscriptions(self.queue.connection)

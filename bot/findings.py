@@ -14,6 +14,6 @@ def post(thread, index: knowledge.Index, results, cluster: str | None = None) ->
     for r in results:
         if r.status in FINDINGS:
             section = index.section(r.section)
-            excerpt = knowledge.excerpt_for_section(index, r.section)
+            excerpt = knowledge.excerpt_for_section(index, r.section, prose=True)  # the fix is the check's
             thread.reply(f"{cluster}:{r.check}" if cluster else r.check,
                          render.finding(r, excerpt, section.url if section else None, cluster=cluster))

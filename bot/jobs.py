@@ -112,7 +112,7 @@ def undelivered(job, payload: dict, exc: BaseException) -> None:
 def _command(payload: dict) -> str:
     match payload["kind"]:
         case "check":
-            return CheckRequest(tuple(payload["targets"]), payload["cluster"]).text
+            return CheckRequest(tuple(payload["targets"]), payload["cluster"], payload.get("deep", False)).text
         case "ask":
             return f"ask {payload['question']}"
         case _:
@@ -120,7 +120,8 @@ def _command(payload: dict) -> str:
 
 
 def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
-    command = CheckRequest(tuple(payload["targets"]), payload["cluster"]).text
+    deep = payload.get("deep", False)  # jobs queued before `deep` existed have no such key
+    command = CheckRequest(tuple(payload["targets"]), payload["cluster"], deep).text
     try:  # the config may have changed since the command was accepted
         name, cluster = ctx.config.cluster(payload["cluster"])
         chosen = select(payload["targets"])
@@ -129,7 +130,7 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
         return {"error": str(exc)}
     thread.start(render.running(payload["targets"], name, again=thread.started))
     try:
-        report = run_on_cluster(name, cluster, chosen, ctx.config.checks)
+        report = run_on_cluster(name, cluster, chosen, ctx.config.checks, all_pods=deep)
         metrics.observe_checks(report.timings)
     except AccessError as exc:  # includes a kubeconfig that does not load
         report = unreachable_report(name, chosen, exc, cluster.istio_namespace)

@@ -69,7 +69,8 @@ def could_not_run(command: str, reason: str) -> Message:
 
 def finding(result: Result, excerpt: str | None = None, url: str | None = None,
             cluster: str | None = None) -> list[Message]:
-    """One non-passing result: status, summary, evidence, guide excerpt with its link, and the fix.
+    """One non-passing result, one story: status and summary, evidence, the check's fix (real names and
+    values), then the guide's excerpt with its link.
 
     ``cluster`` names the cluster, for threads that hold several (digests).
     """
@@ -87,14 +88,14 @@ def finding(result: Result, excerpt: str | None = None, url: str | None = None,
             blocks.append(_context(f"{len(result.evidence)} lines of evidence; the whole of it is in the file below."))
         else:
             blocks += _sections(evidence, code=True)
+    if result.fix:
+        blocks.append(_section("*Fix*"))
+        blocks += _sections(escape_mrkdwn(result.fix), code=True)
     if excerpt:
         section = escape_mrkdwn(result.section)
         link = f" (<{url}|guide: {section}>)" if url else f" (guide: #{section})"
         blocks.append(DividerBlock())
         blocks += _sections(f"*{escape_mrkdwn(result.title)}*{link}\n{excerpt}")
-    if result.fix:
-        blocks.append(_section("*Fix*"))
-        blocks += _sections(escape_mrkdwn(result.fix), code=True)
     return _paginate(escape_mrkdwn((f"{cluster}: " if cluster else "") + result_text(result)), blocks, upload)
 
 

@@ -53,8 +53,7 @@ def _sidecar_logs(ctx: Context) -> dict[str, object]:
 
 
 def _coverage(logs: dict, unreadable: int) -> str:
-    return f"scanned the last {SIDECAR_LOGS.tail_lines} log lines of {len(logs) - unreadable} sidecars" + (
-        f" ({unreadable} logs unreadable)" if unreadable else "")
+    return logs.coverage(unreadable)  # which sidecars were read, of how many, and why those
 
 
 def _restarted_sidecars(pods: list[dict]) -> list[str]:

@@ -12,8 +12,10 @@ from checks.errors import BadPayload, ClusterError, RequestTimeout
 
 
 class Gatherer:
-    def __init__(self, cluster: Cluster, *, deadline: float, concurrency: int = DEFAULT_CONCURRENCY):
+    def __init__(self, cluster: Cluster, *, deadline: float, concurrency: int = DEFAULT_CONCURRENCY,
+                 all_pods: bool = False):
         self.cluster = cluster
+        self.all_pods = all_pods  # inputs that sample pods (sidecar logs) read every one instead
         self.deadline = deadline  # time.monotonic() by which every fetch must be done
         self.requests = 0
         self.finished: dict[Any, float] = {}  # when each input was in hand (or failed)

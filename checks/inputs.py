@@ -86,17 +86,29 @@ class Endpoint:
         return f"{self.service}.{self.namespace}:{self.port}/{self.path.lstrip('/')}"
 
 
+# Every log read is bounded three ways, so one chatty pod cannot make a run slow or large.
+LOG_TAIL_LINES = 300
+LOG_LIMIT_BYTES = 256 * 1024
+LOG_SINCE_SECONDS = 24 * 3600
+
+
 @dataclass(frozen=True)
 class PodLog:
     namespace: str
     pod: str
     container: str
-    tail_lines: int
+    tail_lines: int = LOG_TAIL_LINES
+    limit_bytes: int = LOG_LIMIT_BYTES
+    since_seconds: int = LOG_SINCE_SECONDS
 
     async def fetch(self, g: Gatherer) -> str:
         path = PODS.path(self.namespace, self.pod) + "/log"
-        query = {"container": self.container, "tailLines": self.tail_lines}
-        return (await g.call(g.cluster.get_ok, path, query, accept="*/*")).text()
+        query = {"container": self.container, "tailLines": self.tail_lines, "limitBytes": self.limit_bytes,
+                 "sinceSeconds": self.since_seconds}
+        text = (await g.call(g.cluster.get_ok, path, query, accept="*/*")).text()
+        if len(text.encode()) >= self.limit_bytes and not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]  # the byte limit cut the last line short: drop it
+        return text
 
 
 SIDECAR = "istio-proxy"
@@ -106,21 +118,102 @@ def has_sidecar(pod: dict) -> bool:
     return any(c.get("name") == SIDECAR for c in pod.get("spec", {}).get("containers", []))
 
 
+def pod_signals(pod: dict) -> list[str]:
+    """What a pod's status says is wrong with it: restarts, the last termination, readiness, a waiting
+    container. Empty for a pod that looks healthy."""
+    status = pod.get("status") or {}
+    signals = []
+    for c in status.get("containerStatuses") or []:
+        name = c.get("name", "?")
+        if c.get("restartCount", 0) > 0:
+            last = ((c.get("lastState") or {}).get("terminated") or {})
+            why = f", last exit {last.get('reason', '')} ({last.get('exitCode', '?')})" if last else ""
+            signals.append(f"{name} restarted {c['restartCount']} times{why}")
+        waiting = (c.get("state") or {}).get("waiting")
+        if waiting:
+            signals.append(f"{name} waiting: {waiting.get('reason', '')}")
+        elif c.get("ready") is False:
+            signals.append(f"{name} not ready")
+    if not signals and any(cond.get("type") == "Ready" and cond.get("status") == "False"
+                           for cond in status.get("conditions") or []):
+        signals.append("pod not ready")
+    return signals
+
+
+def workload_of(pod: dict) -> str:
+    """The controller a pod belongs to (its ReplicaSet, StatefulSet…), or the pod itself."""
+    meta = pod["metadata"]
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    return f'{meta["namespace"]}/{owner["kind"]}/{owner["name"]}' if owner else f'{meta["namespace"]}/{meta["name"]}'
+
+
+class LogSample(dict):
+    """{"ns/pod": text or error} for the sidecars read, and which ones those were out of how many."""
+
+    def __init__(self, logs: dict, *, total: int, pointed: int, workloads: int, everyone: bool,
+                 tail_lines: int = LOG_TAIL_LINES):
+        super().__init__(logs)
+        self.total, self.pointed, self.workloads, self.everyone = total, pointed, workloads, everyone
+        self.tail_lines = tail_lines
+
+    def coverage(self, unreadable: int = 0) -> str:
+        """One evidence line: how much of the mesh the verdict rests on."""
+        bound = f"the last {self.tail_lines} lines (at most {LOG_LIMIT_BYTES // 1024} KiB, " \
+                f"{LOG_SINCE_SECONDS // 3600} h)"
+        if self.everyone:
+            how = "every sidecar (--all-pods)"
+        elif len(self) == self.total:
+            how = "all of them, the sample (one per workload) covers the mesh"
+        else:
+            parts = [f"{self.pointed} whose status points at trouble"] if self.pointed else []
+            if len(self) > self.pointed:
+                parts.append(f"{len(self) - self.pointed} as a sample, one per workload of {self.workloads}")
+            how = " and ".join(parts) or "none"
+            how += "; --all-pods (`deep` in Slack) reads every one"
+        unread = f", {unreadable} of them unreadable" if unreadable else ""
+        return f"read {bound} of {len(self) - unreadable} of {self.total} sidecar logs{unread}: {how}"
+
+
+# A bounded sample: the pods the signals point at first, then one pod per workload, at most this many in all.
+MAX_SIDECAR_LOGS = 200
+
+
 @dataclass(frozen=True)
 class SidecarLogs:
-    """The recent log of every injected pod's sidecar: {"ns/pod": text or error}."""
+    """The recent log of the injected pods' sidecars that matter: {"ns/pod": text or error} as a LogSample.
 
-    tail_lines: int
+    Pod status is read first (it comes with the pod list); logs are read where it points (restarts,
+    a waiting or unready container), then one sidecar per workload, preferring the one whose status
+    looks worst and then the longest-running (the most log to read). With the gatherer's ``all_pods``
+    every running sidecar is read.
+    """
 
-    async def fetch(self, g: Gatherer) -> dict[str, object]:
-        pods = await g.get(Objects(PODS))
-        keys = [
-            PodLog(p["metadata"]["namespace"], p["metadata"]["name"], SIDECAR, self.tail_lines)
-            for p in pods
-            if has_sidecar(p) and p.get("status", {}).get("phase") == "Running"
-        ]
+    tail_lines: int = LOG_TAIL_LINES
+
+    async def fetch(self, g: Gatherer) -> LogSample:
+        pods = [p for p in await g.get(Objects(PODS))
+                if has_sidecar(p) and p.get("status", {}).get("phase") == "Running"]
+        pointed = [p for p in pods if pod_signals(p)]
+        chosen = pods if g.all_pods else _sample(pods, pointed)
+        keys = [PodLog(p["metadata"]["namespace"], p["metadata"]["name"], SIDECAR, self.tail_lines) for p in chosen]
         values = await g.get_many(keys)
-        return {f"{k.namespace}/{k.pod}": v for k, v in zip(keys, values, strict=True)}
+        logs = {f"{k.namespace}/{k.pod}": v for k, v in zip(keys, values, strict=True)}
+        return LogSample(logs, total=len(pods), pointed=min(len(pointed), len(chosen)),
+                         workloads=len({workload_of(p) for p in pods}), everyone=g.all_pods,
+                         tail_lines=self.tail_lines)
+
+
+def _sample(pods: list[dict], pointed: list[dict]) -> list[dict]:
+    """The pointed-at pods, then the best remaining pod of each workload not yet covered, up to the cap."""
+    chosen = sorted(pointed, key=lambda p: -len(pod_signals(p)))[:MAX_SIDECAR_LOGS]
+    covered = {workload_of(p) for p in chosen}
+    for pod in sorted(pods, key=lambda p: (p.get("status", {}).get("startTime") or "", p["metadata"]["name"])):
+        if len(chosen) >= MAX_SIDECAR_LOGS:
+            break
+        if workload_of(pod) not in covered:
+            covered.add(workload_of(pod))
+            chosen.append(pod)
+    return chosen
 
 
 @dataclass(frozen=True)

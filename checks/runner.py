@@ -92,16 +92,17 @@ class Report:
 
 def run(cluster: Cluster, checks: Sequence[Check], *, namespace: str = "istio-system",
         settings: Settings = Settings(), budget: float = DEFAULT_BUDGET_SECONDS,
-        concurrency: int = DEFAULT_CONCURRENCY) -> Report:
+        concurrency: int = DEFAULT_CONCURRENCY, all_pods: bool = False) -> Report:
     return asyncio.run(run_async(cluster, checks, namespace=namespace, settings=settings,
-                                 budget=budget, concurrency=concurrency))
+                                 budget=budget, concurrency=concurrency, all_pods=all_pods))
 
 
 async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str = "istio-system",
                     settings: Settings = Settings(), budget: float = DEFAULT_BUDGET_SECONDS,
-                    concurrency: int = DEFAULT_CONCURRENCY) -> Report:
+                    concurrency: int = DEFAULT_CONCURRENCY, all_pods: bool = False) -> Report:
+    """``all_pods`` reads every sidecar's log instead of the pods the status points at plus a sample."""
     started = time.monotonic()
-    gatherer = Gatherer(cluster, deadline=started + budget, concurrency=concurrency)
+    gatherer = Gatherer(cluster, deadline=started + budget, concurrency=concurrency, all_pods=all_pods)
     try:
         detection_key = istio_mod.deployments_input(namespace)
         found = (await gatherer.gather([detection_key]))[detection_key]

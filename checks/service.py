@@ -10,7 +10,8 @@ from checks.model import Check, Istio, Result, Status
 from checks.runner import Report, run
 
 
-def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_config) -> Report:
+def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_config, *,
+                   all_pods: bool = False) -> Report:
     """Run checks; a cluster that cannot even be configured raises ConfigError."""
     cluster = Cluster.connect(
         name, cluster_config.kubeconfig, cluster_config.context,
@@ -18,7 +19,7 @@ def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_co
         endpoints=cluster_config.endpoints,
     )
     return run(cluster, checks, namespace=cluster_config.istio_namespace, settings=checks_config.settings(),
-               budget=checks_config.budget_seconds, concurrency=checks_config.concurrency)
+               budget=checks_config.budget_seconds, concurrency=checks_config.concurrency, all_pods=all_pods)
 
 
 def unreachable_report(name: str, checks: Sequence[Check], error: AccessError, namespace: str) -> Report:

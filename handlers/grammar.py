@@ -16,7 +16,8 @@ from handlers.markup import escape_mrkdwn
 
 VERBS = ("help", "check", "clusters", "list", "ask", "digest")
 USAGE = (
-    "`/mesh check TARGET [on CLUSTER]` runs checks (TARGET: a group such as `mixer`, `all`, or a check id)\n"
+    "`/mesh check TARGET [deep] [on CLUSTER]` runs checks (TARGET: a group such as `mixer`, `all`, or a check id;"
+    " `deep` reads every sidecar's log, not a sample)\n"
     "`/mesh ask QUESTION` answers from the troubleshooting guide\n"
     "`/mesh clusters` lists the clusters you may check\n"
     "`/mesh list` lists every check\n"
@@ -44,11 +45,13 @@ class HelpRequest:
 class CheckRequest:
     targets: tuple[str, ...]
     cluster: str | None = None  # None: the configured default
+    deep: bool = False  # read every pod (sidecar logs), not the ones status points at plus a sample
 
     @property
     def text(self) -> str:
         """The canonical command; buttons carry it so a click parses back into this request."""
-        return "check " + " ".join(self.targets) + (f" on {self.cluster}" if self.cluster else "")
+        return ("check " + " ".join(self.targets) + (" deep" if self.deep else "")
+                + (f" on {self.cluster}" if self.cluster else ""))
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ def _parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Re
 
 def _check(args: list[str], targets: Collection[str], clusters: Collection[str]) -> Request:
     cluster = None
+    deep = any(a.lower() == "deep" for a in args)  # a modifier, wherever it stands (no target is called deep)
+    args = [a for a in args if a.lower() != "deep"]
     lowered = [a.lower() for a in args]
     if "on" in lowered:
         at = lowered.index("on")
@@ -157,7 +162,7 @@ def _check(args: list[str], targets: Collection[str], clusters: Collection[str])
                            + _known("Groups", _groups(targets)))
         if target not in chosen:
             chosen.append(target)
-    return CheckRequest(tuple(chosen), cluster)
+    return CheckRequest(tuple(chosen), cluster, deep)
 
 
 def _digest(text: str, clusters: Collection[str]) -> Request:

@@ -43,6 +43,7 @@ class Block:
     @property
     def words(self) -> str:
         return self.prose if self.prose is not None else ("" if self.code else self.plain)
+    advice: bool = False  # built-in fix text: a finding's reply gives the check's own fix instead
 
 
 @dataclass(frozen=True)

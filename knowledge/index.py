@@ -269,9 +269,13 @@ def _document_text(s: Section) -> str:
     return "\n".join(text for name, text in fields(s).items() for _ in range(FIELD_WEIGHTS[name]) if text)
 
 
-def excerpt(section: Section, relevance=None, *, plain: bool = False) -> str:
-    """The most relevant blocks of a section, in order, ending with its link."""
-    blocks = list(section.blocks)
+def excerpt(section: Section, relevance=None, *, plain: bool = False, prose: bool = False) -> str:
+    """The most relevant blocks of a section, in order, ending with its link.
+
+    ``prose`` leaves out commands and built-in fixes: a finding's reply already has the check's own fix,
+    with the real names where the guide has placeholders, and one reply should tell one story.
+    """
+    blocks = [b for b in section.blocks if not (prose and (b.code or b.advice))]
     form = (lambda b: b.plain) if plain else (lambda b: b.mrkdwn)
     link = f"More: {section.url}" if plain else f"<{section.url}|More: {section.title}>"
     budget = min(EXCERPT_TARGET, EXCERPT_LIMIT - len(link) - 10)
@@ -324,7 +328,7 @@ def builtin_sections() -> list[Section]:
             blocks.append(Block(f"*What meshbot checks:* {escape_mrkdwn(e.looks_at)}",
                                 f"What meshbot checks: {e.looks_at}"))
         if e.fix:
-            blocks.append(Block(f"*Fix:* {escape_mrkdwn(e.fix)}", f"Fix: {e.fix}"))
+            blocks.append(Block(f"*Fix:* {escape_mrkdwn(e.fix)}", f"Fix: {e.fix}", advice=True))
         if e.commands:
             cmds = "\n".join(e.commands)
             indented = "\n".join("    " + line for line in cmds.split("\n"))
@@ -435,13 +439,13 @@ def load_index(
 
 
 def excerpt_for_section(
-    index: Index, section_id: str, question: str | None = None, *, plain: bool = False
+    index: Index, section_id: str, question: str | None = None, *, plain: bool = False, prose: bool = False
 ) -> str | None:
     """The excerpt to attach to a check result for its guide section (None if unknown)."""
     s = index.section(section_id)
     if s is None:
         return None
-    return excerpt(s, index._relevance(question) if question else None, plain=plain)
+    return excerpt(s, index._relevance(question) if question else None, plain=plain, prose=prose)
 
 
 _default_fetcher = Fetcher()

@@ -142,7 +142,8 @@ def _serve(sim: Simulator, h) -> None:
     parts = urlsplit(h.path)
     path = unquote(parts.path).rstrip("/") or "/"
     if path == "/_kubesim/stats":  # for benchmarks in another process; not part of the Kubernetes API
-        return _send(sim, h, 200, {"requests": len(sim.requests), "most_in_flight": sim.most_in_flight})
+        return _send(sim, h, 200, {"requests": len(sim.requests), "most_in_flight": sim.most_in_flight,
+                                   "logs": sum(r.path.endswith("/log") for r in list(sim.requests))})
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     accept = h.headers.get("Accept", "")
     sim.record(Request("GET", path, parts.query, accept, h.headers.get("User-Agent", "")))
@@ -274,13 +275,12 @@ def _selected(obj: dict, label_selector: str, field_selector: str) -> bool:
 
 
 def _list(sim: Simulator, resource: Resource, namespace: str | None, query: dict, accept: str) -> dict:
-    items = [
-        _live(sim, resource, o) for o in sim.scenario.store.list(resource.api, resource.plural, namespace)
-        if _selected(o, query.get("labelSelector", ""), query.get("fieldSelector", ""))
-    ]
+    items = sim.scenario.store.list(resource.api, resource.plural, namespace)
+    if query.get("labelSelector") or query.get("fieldSelector"):
+        items = [o for o in items if _selected(o, query.get("labelSelector", ""), query.get("fieldSelector", ""))]
     start = int(base64.b64decode(query["continue"]).decode()) if query.get("continue") else 0
     limit = int(query.get("limit") or 0)
-    page = items[start:start + limit] if limit else items[start:]
+    page = [_live(sim, resource, o) for o in (items[start:start + limit] if limit else items[start:])]
     more = bool(limit) and start + limit < len(items)
     metadata = {"resourceVersion": "9999"}
     if more:
@@ -335,7 +335,10 @@ def _pod_log(sim: Simulator, pod: dict, query: dict):
         lines = sim.scenario.pod_log(pod, container).splitlines(keepends=True)
     if query.get("tailLines"):
         lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) else []
-    return 200, "".join(lines).encode(), "text/plain"
+    data = "".join(lines).encode()
+    if query.get("limitBytes"):  # like the kubelet: the first N bytes, even mid-line
+        data = data[:int(query["limitBytes"])]
+    return 200, data, "text/plain"  # sinceSeconds is accepted and ignored: scenario logs keep fixed dates
 
 
 def _service_proxy(sim: Simulator, namespace: str, name: str, path: str, service: dict | None):

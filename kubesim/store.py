@@ -70,6 +70,7 @@ class Store:
     resources: dict[tuple[str, str], Resource] = field(default_factory=dict)  # (api, plural)
     objects: dict[tuple[str, str], dict[tuple[str, str], dict]] = field(default_factory=dict)
     _serial: int = 0
+    _sorted: dict = field(default_factory=dict, repr=False, compare=False)  # list()'s answers, until a change
 
     def __post_init__(self):
         for kind, (api, plural, namespaced) in BUILTIN_KINDS.items():
@@ -112,6 +113,7 @@ class Store:
         if not meta.get("creationTimestamp"):
             meta["creationTimestamp"] = "2018-06-01T10:00:00Z"
         self.objects.setdefault((resource.api, resource.plural), {})[(meta.get("namespace", ""), meta["name"])] = obj
+        self._sorted.clear()
         return obj
 
     def _define(self, crd: dict) -> None:
@@ -125,14 +127,20 @@ class Store:
                 names.get("singular", names["kind"].lower()))
 
     def list(self, api: str, plural: str, namespace: str | None = None) -> list[dict]:
-        found = self.objects.get((api, plural), {})
-        return [o for (ns, _), o in sorted(found.items()) if namespace in (None, ns)]
+        """In name order; kept between calls (until an object is added or removed), as a list of 10,000 pods is
+        asked for once per page."""
+        key = (api, plural, namespace)
+        if key not in self._sorted:
+            found = self.objects.get((api, plural), {})
+            self._sorted[key] = [o for (ns, _), o in sorted(found.items()) if namespace in (None, ns)]
+        return list(self._sorted[key])
 
     def get(self, api: str, plural: str, namespace: str | None, name: str) -> dict | None:
         return self.objects.get((api, plural), {}).get((namespace or "", name))
 
     def remove(self, api: str, plural: str, namespace: str | None, name: str) -> None:
         self.objects.get((api, plural), {}).pop((namespace or "", name), None)
+        self._sorted.clear()
 
 
 # Groups whose old names the API server still accepts for the same kinds.

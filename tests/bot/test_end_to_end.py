@@ -86,3 +86,17 @@ def test_a_worker_killed_mid_job_loses_nothing_and_answers_once(job_in_flight, s
     texts = [c.params["text"] for c in replies(slack)]
     assert len(texts) == len(set(texts))  # every reply exactly once
     assert any("envoy.fd-exhaustion" in t for t in texts)
+
+
+def test_deep_reads_every_sidecar_and_its_rerun_button_stays_deep(simulate, configure, serve, slack, worker):
+    sim, kubeconfig = simulate("istio-0.5.1-envoy-restarts")
+    configure({"prod": {"kubeconfig": str(kubeconfig)}}, default_cluster="prod")
+    app = serve()
+    worker()
+    assert "reading every sidecar's log" in app.post(sr.command("check envoy.fd-exhaustion deep",
+                                                                slack.response_url)).text
+    [done] = slack.wait_for(finished, timeout=60)
+    [fd] = [c for c in replies(slack) if "envoy.fd-exhaustion" in c.params["text"]]
+    assert "every sidecar (--all-pods)" in str(fd.params["blocks"])
+    rerun = [e for b in done.params["blocks"] if b["type"] == "actions" for e in b["elements"]][0]
+    assert rerun["value"] == "check envoy.fd-exhaustion deep on prod"

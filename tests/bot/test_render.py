@@ -94,3 +94,61 @@ def test_not_sure_answer_lists_up_to_three_sections_with_a_button_each():
     assert [e["value"] for e in actions["elements"]] == [m.section for m in (found.suggestions * 2)[:3]]
     assert all(e["action_id"].startswith(SECTION_ACTION) for e in actions["elements"])
     assert message.text.startswith("Not sure; closest sections:")
+
+
+class _Thread:
+    def __init__(self):
+        self.replies = {}
+
+    def reply(self, key, messages):
+        self.replies[key] = messages
+
+
+def _one_story(simulate, index):
+    """The thread reply for mixer.prometheus-dispatch on a cluster where those dispatches fail."""
+    from bot import findings
+    from checks.cluster import Cluster
+    from checks.runner import run, select
+
+    sim, kubeconfig = simulate("istio-0.5.1-dispatch-errors")
+    report = run(Cluster.connect("prod", str(kubeconfig)), select(["mixer.prometheus-dispatch"]))
+    [finding] = report.results
+    assert finding.status is Status.FAIL and finding.fix
+    thread = _Thread()
+    findings.post(thread, index, report.results)
+    [message] = thread.replies["mixer.prometheus-dispatch"]
+    check_limits([message])
+    return finding, [b["text"]["text"] for b in message.to_json()["blocks"] if "text" in b]
+
+
+def test_a_finding_reply_tells_one_story_with_one_fix_and_real_names(simulate):
+    from knowledge import load_index
+
+    finding, texts = _one_story(simulate, load_index(()))  # built-in knowledge only, no guide configured
+    joined = "\n".join(texts)
+    summary, evidence, fix, guide = (next(i for i, t in enumerate(texts) if needle in t)
+                                     for needle in ("*FAIL*", finding.evidence[0][:30], "*Fix*", "guide: "))
+    assert summary < evidence < fix < guide  # the finding, its evidence, the fix, then the guide
+    assert joined.count("Fix") == 1 and "<mixer-pod>" not in joined
+    assert "-n istio-system" in texts[fix + 1] and "istio=mixer" in texts[fix + 1]  # the check's own, real names
+    assert "What meshbot checks" in texts[guide] and "https://istio.io/help/troubleshooting/#" in texts[guide]
+
+
+def test_with_a_guide_the_excerpt_quotes_its_prose_not_its_placeholder_commands(simulate):
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    from knowledge import load_index
+
+    guide = Path(os.environ.get("MESHBOT_SHARED_GUIDE") or Path(__file__).parents[3] / "shared/guides/"
+                 "istio-troubleshooting.md")
+    if not guide.is_file():
+        pytest.skip(f"shared guide not found at {guide} (set MESHBOT_SHARED_GUIDE)")
+    finding, texts = _one_story(simulate, load_index([str(guide)]))
+    guide_at = next(i for i, t in enumerate(texts) if "guide: " in t)
+    assert any("*Fix*" in t for t in texts[:guide_at])
+    quoted = "\n".join(texts[guide_at:])
+    assert "```" not in quoted and "<mixer pod>" not in quoted and "&lt;mixer pod&gt;" not in quoted
+    assert "|More: " in quoted  # the excerpt ends with the guide's link

@@ -30,6 +30,9 @@ CLUSTERS = {"prod", "staging"}
     ("check Mixer pilot mixer", CheckRequest(("mixer", "pilot"))),
     ("check mixer.report-calls on prod", CheckRequest(("mixer.report-calls",), "prod")),
     ("  check   all   ON   staging ", CheckRequest(("all",), "staging")),
+    ("check envoy deep", CheckRequest(("envoy",), None, deep=True)),
+    ("check Deep envoy mixer on prod", CheckRequest(("envoy", "mixer"), "prod", deep=True)),
+    ("check envoy on prod deep", CheckRequest(("envoy",), "prod", deep=True)),
     ("ask why is mixer   slow?", AskRequest("why is mixer slow?")),
     ("digest list", DigestListRequest()),
     ("digest now", DigestNowRequest()),
@@ -54,6 +57,7 @@ def test_valid_commands(text, expected):
     ("check mixer on prod staging", "Name one cluster after `on`"),
     ("check", "Say what to check"),
     ("check on prod", "Say what to check"),
+    ("check deep", "Say what to check"),
     ("ask", "Ask a question after `ask`"),
     ("list everything", "`list` takes no arguments"),
     ("why is mixer not reporting", "Did you mean `/mesh ask why is mixer not reporting`?"),
@@ -75,7 +79,8 @@ def test_anything_else_is_invalid_with_a_hint(text, says):
 
 
 def test_the_canonical_text_parses_back_to_the_same_request():
-    for request in (CheckRequest(("mixer", "pilot"), "prod"), CheckRequest(("all",))):
+    for request in (CheckRequest(("mixer", "pilot"), "prod"), CheckRequest(("all",)),
+                    CheckRequest(("envoy",), "prod", deep=True), CheckRequest(("all",), deep=True)):
         assert parse(request.text, TARGETS, CLUSTERS) == request
 
 
