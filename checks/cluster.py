@@ -44,9 +44,9 @@ def describe(path: str) -> tuple[str, str, str | None]:
     parts = [p for p in path.split("?")[0].split("/") if p]
     if parts[:1] == ["api"]:
         group, rest = "", parts[2:]
-    elif parts[:1] == ["apis"]:
+    elif parts[:1] == ["apis"] and len(parts) > 1:
         group, rest = parts[1], parts[3:]
-    else:
+    else:  # a non-resource URL, such as the /apis discovery list
         return "get", path, None
     namespace = None
     if rest[:1] == ["namespaces"] and len(rest) > 2:

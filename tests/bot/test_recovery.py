@@ -12,6 +12,7 @@ import os
 import signal
 from pathlib import Path
 
+import chaos  # at import time: it takes its helpers from this folder's conftest
 import pytest
 import redis as redis_lib
 import slack_requests as sr
@@ -337,7 +338,6 @@ def test_a_worker_waits_out_a_redis_outage_with_back_off_and_carries_on_after_it
 # Recovery figures: everything at once (tests/bot/chaos.py; the full run with figures is bench/recovery_bench.py).
 
 def test_sixty_commands_through_worker_kills_a_redis_restart_and_slack_bursts_lose_and_repeat_nothing(tmp_path):
-    import chaos
 
     figures = chaos.run(tmp_path, commands=60, kills=6, redis_restarts=1, latency_ms=20)
     print(figures.summary())
