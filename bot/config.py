@@ -39,7 +39,7 @@ class ChecksConfig(_Strict):
     concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=256)
     clock_skew_seconds: float = Field(30.0, gt=0)
     refresh_delay_seconds: float = Field(30.0, gt=0)
-    large_mesh_sidecars: int = Field(50, ge=0)
+    hot_sidecar_millicores: float = Field(100.0, gt=0)
 
     @model_validator(mode="after")
     def _budget_covers_a_request(self) -> ChecksConfig:
@@ -48,7 +48,7 @@ class ChecksConfig(_Strict):
         return self
 
     def settings(self) -> CheckSettings:
-        return CheckSettings(self.clock_skew_seconds, self.refresh_delay_seconds, self.large_mesh_sidecars)
+        return CheckSettings(self.clock_skew_seconds, self.refresh_delay_seconds, self.hot_sidecar_millicores)
 
 
 class IncidentConfig(_Strict):

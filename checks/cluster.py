@@ -144,9 +144,12 @@ class Cluster:
                     yarl.URL(url, encoded=True), headers=headers, proxy=self._configuration.proxy,
                     timeout=aiohttp.ClientTimeout(total=self.request_timeout)) as answer:
                 body = await answer.read()
+                _whole(path, answer.headers, body)
                 return Response(answer.status, body, answer.headers, sent, time.time())
         except TimeoutError:
             raise RequestTimeout(f"GET {path} timed out after {self.request_timeout:g} s") from None
+        except aiohttp.ClientPayloadError as exc:  # the connection closed before the declared length arrived
+            raise BadPayload(f"GET {path} was cut short: {_first_line(exc)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise Unreachable(f"cannot reach the API server of {self.name}: {_first_line(exc)}") from None
 
@@ -220,9 +223,21 @@ class Cluster:
             r = await self._direct.get(url)
         except httpx.TimeoutException:
             raise RequestTimeout(f"GET {without_credentials(url)} timed out after {self.request_timeout:g} s") from None
+        except httpx.RemoteProtocolError as exc:  # e.g. closed before the declared length arrived
+            raise BadPayload(f"GET {without_credentials(url)} was cut short: {_first_line(exc)}") from None
         except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach {without_credentials(url)}: {_first_line(exc)}") from None
+        _whole(without_credentials(url), r.headers, r.content)
         return Response(r.status_code, r.content, r.headers, sent, time.time())
+
+
+def _whole(path: str, headers: Mapping[str, str], body: bytes) -> None:
+    """A body shorter or longer than its Content-Length is not the answer that was sent."""
+    declared = headers.get("Content-Length")
+    if declared is None or headers.get("Content-Encoding") or not declared.isdigit():
+        return  # a decompressed body has its own length
+    if int(declared) != len(body):
+        raise BadPayload(f"GET {path} was cut short: {len(body)} of the {declared} bytes it declared arrived")
 
 
 def _first_line(exc: object) -> str:

@@ -8,7 +8,7 @@ import re
 
 from checks import istio as names
 from checks.errors import ClusterError, without_credentials
-from checks.inputs import MUTATING_WEBHOOKS, NAMESPACES, PODS, SECRETS, Object, Objects, SelectedLogs
+from checks.inputs import MUTATING_WEBHOOKS, PODS, SECRETS, Object, Objects, SelectedLogs
 from checks.model import ALL_GENERATIONS, Context, Generation, Istio, check, failed, passed, skipped, warned
 
 WEBHOOK_CONFIG = "istio-sidecar-injector"
@@ -94,7 +94,7 @@ def _exempt(no_proxy: str, host: str) -> bool:
 
 def _apiserver_inputs(istio: Istio) -> tuple:
     return (Objects(PODS, "kube-system", APISERVER_SELECTOR), SelectedLogs("kube-system", APISERVER_SELECTOR, 500),
-            WEBHOOK, Objects(NAMESPACES))
+            WEBHOOK)
 
 
 @check(id="injection.apiserver-proxy", title="The API server can reach the sidecar injector",
@@ -104,7 +104,8 @@ def _apiserver_inputs(istio: Istio) -> tuple:
                    "http_proxy", "https_proxy", "no_proxy", "kube-apiserver", "istio-injection=enabled"))
 def apiserver_proxy(ctx: Context):
     """Reads the kube-apiserver pods' proxy variables and checks that no_proxy exempts the injector's Service
-    name, looks for failed webhook calls in their logs, and lists the namespaces labelled for injection."""
+    name, and looks for failed webhook calls in their logs. Whether namespaces are labelled for injection is
+    another section's question (Report calls, injection results), not this one's."""
     ns = ctx.istio.namespace
     host = f"{names.injector_service(ctx.istio)}.{ns}.svc"
     apiservers = ctx.get(Objects(PODS, "kube-system", APISERVER_SELECTOR))
@@ -125,25 +126,20 @@ def apiserver_proxy(ctx: Context):
     for pod, text in ctx.get(SelectedLogs("kube-system", APISERVER_SELECTOR, 500)).items():
         if not isinstance(text, ClusterError):
             failures += [f"{pod}: {line.strip()}" for line in str(text).splitlines() if WEBHOOK_FAILURE.search(line)]
-    labelled = sorted(n["metadata"]["name"] for n in ctx.get(Objects(NAMESPACES))
-                      if (n["metadata"].get("labels") or {}).get("istio-injection") == "enabled")
     webhook = ctx.get(WEBHOOK)
-    injection = f"namespaces with istio-injection=enabled: {', '.join(labelled) or 'none'}"
     fix = ("# on each control-plane node, drop the proxy variables from the API server (or add .svc and the\n"
            "# pod and Service CIDRs to no_proxy); the kubelet restarts it when the manifest changes\n"
            "sudo vi /etc/kubernetes/manifests/kube-apiserver.yaml")
     if problems:
         return failed(problems[0], problems[1:] + evidence + failures[:5], fix)
     if failures:
-        return warned(f"the API server failed {len(failures)} call(s) to the sidecar injector",
+        return warned(f"the API server failed {len(failures)} call(s) to the sidecar injector, with no proxy"
+                      " configured in its way",
                       failures[:5] + evidence, f"kubectl -n {ns} get pods,endpoints -l istio=sidecar-injector\n"
                       f"kubectl -n {ns} logs deploy/{names.injector_service(ctx.istio)} --tail=100")
     if webhook is None:
         return skipped("automatic sidecar injection is not installed (no MutatingWebhookConfiguration "
                        f"{WEBHOOK_CONFIG})")
-    if not labelled:
-        return warned("no namespace is labelled istio-injection=enabled: automatic injection applies nowhere",
-                      [injection], "kubectl label namespace NAMESPACE istio-injection=enabled")
     seen = (f"{len(apiservers)} kube-apiserver pod(s) without a proxy in the way" if apiservers
             else "the kube-apiserver does not run as a visible pod (managed control plane)")
-    return passed(f"{seen}; no failed webhook call", injection, *evidence)
+    return passed(f"{seen}; no failed webhook call", *evidence)

@@ -36,11 +36,13 @@ NODES = Kind("v1", "nodes")
 DEPLOYMENTS = Kind("apps/v1", "deployments")
 JOBS = Kind("batch/v1", "jobs")
 LEASES = Kind("coordination.k8s.io/v1", "leases")
+POD_METRICS = Kind("metrics.k8s.io/v1beta1", "pods")  # metrics-server; absent on many clusters
 MUTATING_WEBHOOKS = Kind("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations")
 MIXER_RULES = Kind("config.istio.io/v1alpha2", "rules")
 MIXER_PROMETHEUS_HANDLERS = Kind("config.istio.io/v1alpha2", "prometheuses")
 MIXER_HANDLERS = Kind("config.istio.io/v1alpha2", "handlers")  # 1.1+: compiledAdapter handlers
 MIXER_METRICS = Kind("config.istio.io/v1alpha2", "metrics")
+MIXER_INSTANCES = Kind("config.istio.io/v1alpha2", "instances")  # 1.1+: compiledTemplate instances
 
 
 @dataclass(frozen=True)

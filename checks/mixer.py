@@ -5,11 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from checks import istio as names
-from checks.common import container, down_reason, mixer_metrics, mixer_metrics_endpoint, pod_logs_hint
+from checks.common import (
+    absent_from_mixer,
+    container,
+    degraded_reason,
+    down_reason,
+    mixer_metrics,
+    mixer_metrics_inputs,
+    pod_logs_hint,
+)
 from checks.errors import NotInstalled
 from checks.inputs import (
     JOBS,
     MIXER_HANDLERS,
+    MIXER_INSTANCES,
     MIXER_METRICS,
     MIXER_PROMETHEUS_HANDLERS,
     MIXER_RULES,
@@ -62,7 +71,7 @@ def runtime(istio: Istio) -> MixerRuntime:
 
 
 def _metrics_inputs(istio: Istio) -> tuple:
-    return (mixer_metrics_endpoint(istio),)
+    return mixer_metrics_inputs(istio)
 
 
 def _mixer_logs(istio: Istio) -> str:
@@ -71,7 +80,7 @@ def _mixer_logs(istio: Istio) -> str:
 
 @check(id="mixer.report-calls", title="Mixer receives Report calls",
        section="verify-mixer-is-receiving-report-calls", generations=MIXER_ERA,
-       inputs=lambda istio: (mixer_metrics_endpoint(istio), Objects(NAMESPACES)),
+       inputs=lambda istio: (*mixer_metrics_inputs(istio), Objects(NAMESPACES)),
        signatures=('grpc_server_handled_total{grpc_method="Report"}', "grpc_code", ":9093", ":42422",
                    "istio-telemetry", "istio-mixer", "Report"))
 def report_calls(ctx: Context):
@@ -85,6 +94,10 @@ def report_calls(ctx: Context):
     reports = find(mixer_metrics(ctx), "grpc_server_handled_total", grpc_method="Report")
     ok = sum(s.value for s in reports if s.labels.get("grpc_code") == "OK")
     lines = [s.line() for s in reports]
+    degraded = degraded_reason(ctx.istio, service)
+    if ok > 0 and degraded:
+        return warned(f"{service} handles Report calls ({ok:g} OK), but {degraded}", lines + [degraded],
+                      f"kubectl -n {ctx.istio.namespace} describe deployment {service}\n{_mixer_logs(ctx.istio)}")
     if ok > 0:
         return passed(f"{service} has handled {ok:g} successful Report calls", *lines)
     if reports:
@@ -94,7 +107,7 @@ def report_calls(ctx: Context):
         if ns["metadata"]["name"] not in SYSTEM_NAMESPACES | {ctx.istio.namespace}
         and (ns["metadata"].get("labels") or {}).get("istio-injection") != "enabled"
     )
-    evidence = [f'no grpc_server_handled_total{{grpc_method="Report"}} series at {mixer_metrics_endpoint(ctx.istio)}']
+    evidence = [absent_from_mixer(ctx, 'grpc_server_handled_total{grpc_method="Report"} series')]
     fix = ["kubectl get namespace -L istio-injection"]
     if uninjected:
         evidence.append("namespaces without istio-injection=enabled: " + ", ".join(uninjected))
@@ -108,11 +121,18 @@ def report_calls(ctx: Context):
 def _handler_kinds(istio: Istio) -> tuple:
     found = [Objects(MIXER_RULES), Objects(MIXER_PROMETHEUS_HANDLERS), Objects(MIXER_METRICS)]
     if istio.at_least(1, 1):
-        found.append(Objects(MIXER_HANDLERS))
+        found += [Objects(MIXER_HANDLERS), Objects(MIXER_INSTANCES)]
     return tuple(found)
 
 
-def _ref(reference: str, namespace: str, default_kind: str) -> tuple[str, str, str]:
+# The instances every release installs for the standard HTTP and TCP metrics (promhttp and promtcp send them).
+DEFAULT_INSTANCES = ("requestcount", "requestduration", "requestsize", "responsesize", "tcpbytesent",
+                     "tcpbytereceived")
+
+Key = tuple[str, str, str]  # (name, kind, namespace) of a Mixer object
+
+
+def _ref(reference: str, namespace: str, default_kind: str) -> Key:
     """Mixer's ``name[.kind[.namespace]]`` reference as (name, kind, namespace)."""
     parts = reference.split(".")
     name = parts[0]
@@ -120,12 +140,36 @@ def _ref(reference: str, namespace: str, default_kind: str) -> tuple[str, str, s
     return name, kind, ".".join(parts[2:]) or namespace
 
 
-def _keys(objects: list[dict], kind: str) -> set[tuple[str, str, str]]:
-    return {(o["metadata"]["name"], kind, o["metadata"].get("namespace", "")) for o in objects}
+def _key(obj: dict, kind: str) -> Key:
+    return obj["metadata"]["name"], kind, obj["metadata"].get("namespace", "")
 
 
-def _show(key: tuple[str, str, str]) -> str:
+def _show(key: Key) -> str:
     return ".".join(key)
+
+
+def _instances(ctx: Context) -> set[Key]:
+    found = {_key(o, "metric") for o in ctx.get(Objects(MIXER_METRICS))}
+    if ctx.istio.at_least(1, 1):  # 1.1 moved templates into generic `instance` objects
+        found |= {_key(o, "instance") for o in ctx.get(Objects(MIXER_INSTANCES))
+                  if (o.get("spec") or {}).get("compiledTemplate") == "metric"}
+    return found
+
+
+def _prometheus_handlers(ctx: Context) -> dict[Key, dict[Key, str]]:
+    """Each Prometheus handler and the instances it turns into metrics ({instance: Prometheus name})."""
+    handlers: list[tuple[dict, str, list]] = [(h, "prometheus", (h.get("spec") or {}).get("metrics") or [])
+                                              for h in ctx.get(Objects(MIXER_PROMETHEUS_HANDLERS))]
+    if ctx.istio.at_least(1, 1):
+        handlers += [(h, "handler", ((h.get("spec") or {}).get("params") or {}).get("metrics") or [])
+                     for h in ctx.get(Objects(MIXER_HANDLERS))
+                     if (h.get("spec") or {}).get("compiledAdapter") == "prometheus"]
+    found = {}
+    for handler, kind, metrics in handlers:
+        key = _key(handler, kind)
+        found[key] = {_ref(m.get("instance_name", ""), key[2], "metric"): m.get("name", "?")
+                      for m in metrics if isinstance(m, dict) and m.get("instance_name")}
+    return found
 
 
 @check(id="mixer.metrics-config", title="Mixer rules, Prometheus handler and metric instances exist",
@@ -133,58 +177,63 @@ def _show(key: tuple[str, str, str]) -> str:
        signatures=("prometheuses.config.istio.io", "metrics.config.istio.io", "rules.config.istio.io", "promhttp",
                    "promtcp", "requestcount", "handler.prometheus"))
 def metrics_config(ctx: Context):
-    """Lists Mixer's rules, Prometheus handlers and metric instances and follows every reference between
-    them: a rule must send metric instances that exist to a Prometheus handler that exists."""
+    """Follows each default metric instance the way Mixer does: a rule sends it to a Prometheus handler that
+    exists and maps it to a metric name. An instance nothing routes, a handler that does not map it, or a
+    reference to an object that does not exist, is a metric that never appears in Prometheus. Reads both
+    layouts: `metric` and `prometheus` kinds (0.5-1.0), generic `instance` and `handler` objects (1.1+)."""
     try:
         rules = ctx.get(Objects(MIXER_RULES))
-        handlers = _keys(ctx.get(Objects(MIXER_PROMETHEUS_HANDLERS)), "prometheus")
-        instances = _keys(ctx.get(Objects(MIXER_METRICS)), "metric")
+        instances = _instances(ctx)
+        handlers = _prometheus_handlers(ctx)
     except InputUnavailable as exc:
         if isinstance(exc.cause, NotInstalled):
             return failed(f"Mixer's configuration kinds are missing: {exc.cause}", [str(exc.cause)],
                           "kubectl get crd | grep config.istio.io\n"
                           f"# re-apply the CRDs from the Istio {ctx.istio.version} release manifest")
         raise
-    if ctx.istio.at_least(1, 1):
-        handlers |= {(h["metadata"]["name"], "handler", h["metadata"].get("namespace", ""))
-                     for h in ctx.get(Objects(MIXER_HANDLERS))
-                     if (h.get("spec") or {}).get("compiledAdapter") == "prometheus"}
     ns = ctx.istio.namespace
-    problems, evidence, prometheus_rules = [], [], []
+    problems: list[str] = []
+    routes: dict[Key, list[tuple[str, Key]]] = {}  # instance -> (rule, Prometheus handler) that send it
     for rule in rules:
         rule_ns = rule["metadata"].get("namespace", "")
         rule_name = f"{rule_ns}/{rule['metadata']['name']}"
         for action in (rule.get("spec") or {}).get("actions") or []:
             handler = _ref(action.get("handler", ""), rule_ns, "handler")
-            if handler[1] not in ("prometheus", "handler") or (handler[1] == "handler" and handler not in handlers):
-                continue  # another adapter (stdio, kubernetesenv...) is not this check's concern
-            prometheus_rules.append(rule_name)
-            if handler not in handlers:
+            sent = [_ref(i, rule_ns, "metric") for i in action.get("instances") or []]
+            if handler[1] == "prometheus" and handler not in handlers:
                 problems.append(f"rule {rule_name} sends to handler {_show(handler)}, which does not exist")
-            for instance in action.get("instances") or []:
-                key = _ref(instance, rule_ns, "metric")
-                if key[1] == "metric" and key not in instances:
+            if handler not in handlers:
+                continue  # another adapter (stdio, kubernetesenv...) is not this check's concern
+            for key in sent:
+                if key[1] in ("metric", "instance") and key not in instances:
                     problems.append(f"rule {rule_name} sends instance {_show(key)}, which does not exist")
-            evidence.append(f"rule {rule_name} → {action.get('handler')}: {', '.join(action.get('instances') or [])}")
-    for handler in ctx.get(Objects(MIXER_PROMETHEUS_HANDLERS)):
-        h_ns = handler["metadata"].get("namespace", "")
-        for metric in (handler.get("spec") or {}).get("metrics") or []:
-            key = _ref(metric.get("instance_name", ""), h_ns, "metric")
-            if metric.get("instance_name") and key not in instances:
-                problems.append(f"handler {h_ns}/{handler['metadata']['name']} maps instance {_show(key)},"
-                                " which does not exist")
-    if not prometheus_rules:
-        problems.insert(0, "no rule sends metric instances to a Prometheus handler (expected promhttp, promtcp)")
-    if not handlers:
-        problems.insert(0, "no Prometheus handler is configured")
-    if not instances:
-        problems.insert(0, "no metric instance is configured")
+                routes.setdefault(key, []).append((rule_name, handler))
+    for handler, mapped in handlers.items():
+        problems += [f"handler {_show(handler)} maps instance {_show(key)}, which does not exist"
+                     for key in mapped if key not in instances]
+    paths = []
+    for name in DEFAULT_INSTANCES:
+        candidates = [k for k in instances if k[0] == name and k[2] == ns]
+        if not candidates:
+            problems.append(f"default metric instance {name} does not exist in {ns}: its metric never appears")
+            continue
+        key = candidates[0]
+        sent = routes.get(key, [])
+        mapped = [(rule, h, handlers[h][key]) for rule, h in sent if key in handlers[h]]
+        if mapped:
+            rule, handler, metric = mapped[0]
+            paths.append(f"{_show(key)} → rule {rule} → {_show(handler)} → {metric}")
+        elif sent:
+            rule, handler = sent[0]
+            problems.append(f"rule {rule} sends {_show(key)} to {_show(handler)}, but that handler does not map it"
+                            " to a metric: the adapter drops it")
+        else:
+            problems.append(f"no rule sends {_show(key)} to a Prometheus handler: its metric never appears")
     counts = f"{len(rules)} rules, {len(handlers)} Prometheus handlers, {len(instances)} metric instances"
     if problems:
         headline = problems[0] if len(problems) == 1 else f"{len(problems)} problems in Mixer's metrics configuration"
-        return failed(headline,
-                      problems + [counts], _reapply_config(ctx.istio, ns))
-    return passed(f"{counts}; every reference resolves", *evidence)
+        return failed(headline, problems + paths[:3] + [counts], _reapply_config(ctx.istio, ns))
+    return passed(f"{counts}; every default metric reaches a Prometheus handler", *paths)
 
 
 def _reapply_config(istio: Istio, ns: str) -> str:
@@ -218,7 +267,7 @@ def config_resolution(ctx: Context):
                           [s.line() for s in resolves if s.labels.get("target") in broken], logs)
         if not resolves:
             return warned(f"Mixer has resolved no configuration yet (no {names_in_use.resolve} series)",
-                          [f"no {names_in_use.resolve} at {mixer_metrics_endpoint(ctx.istio)}"], logs)
+                          [absent_from_mixer(ctx, names_in_use.resolve)], logs)
         return passed(f"Mixer resolves configuration for {len(good)} service(s)",
                       *[s.line() for s in resolves][:10])
     seen = _current_config([s for name in names_in_use.config_errors for s in find(samples, name)])
@@ -228,7 +277,7 @@ def config_resolution(ctx: Context):
                       [s.line() for s in errors], logs)
     if not seen:
         return warned("Mixer exposes none of its configuration health metrics",
-                      [f"none of {', '.join(names_in_use.config_errors)} at {mixer_metrics_endpoint(ctx.istio)}"], logs)
+                      [absent_from_mixer(ctx, "any of " + ", ".join(names_in_use.config_errors))], logs)
     return passed("Mixer's rule, handler and adapter configuration has no errors", *[s.line() for s in seen])
 
 
@@ -290,7 +339,7 @@ def prometheus_dispatch(ctx: Context):
     grep = "Report 0 returned with" if runtime(ctx.istio) is OLD_RUNTIME else "Report failed"
     if not dispatches or (good == 0 and not bad):
         return failed("Mixer has dispatched nothing to the Prometheus adapter",
-                      [f'no {metric}{{adapter="prometheus"}} at {mixer_metrics_endpoint(ctx.istio)}'],
+                      [absent_from_mixer(ctx, f'{metric}{{adapter="prometheus"}} with a count')],
                       "meshbot check mixer.metrics-config\n" + logs)
     if bad:
         handlers = sorted({s.labels.get("handler", "?") for s in bad})

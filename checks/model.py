@@ -168,7 +168,7 @@ class Settings:
 
     clock_skew_seconds: float = 30.0
     refresh_delay_seconds: float = 30.0
-    large_mesh_sidecars: int = 50
+    hot_sidecar_millicores: float = 100.0  # a sidecar above this and above its app's CPU is hot
 
 
 @dataclass(frozen=True)

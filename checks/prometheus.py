@@ -7,9 +7,9 @@ import json
 import yaml
 
 from checks import istio as names
-from checks.common import body
+from checks.common import body, prometheus_targets
 from checks.errors import BadPayload
-from checks.inputs import CONFIGMAPS, Endpoint, Object
+from checks.inputs import CONFIGMAPS, Object
 from checks.model import MIXER_ERA, Context, InputUnavailable, check, failed, passed, skipped
 
 PROMETHEUS = "prometheus"
@@ -18,10 +18,6 @@ MIXER_PROMETHEUS_PORT = 42422  # Service port named "prometheus" on Mixer
 
 def _config_map(ns: str) -> Object:
     return Object(CONFIGMAPS, ns, PROMETHEUS)
-
-
-def _targets(ns: str) -> Endpoint:
-    return Endpoint(ns, PROMETHEUS, 9090, "api/v1/targets")
 
 
 def mixer_jobs(config: dict, namespace: str, service: str) -> list[tuple[str, str]]:
@@ -80,7 +76,7 @@ def scrape_config(ctx: Context):
 
 @check(id="prometheus.targets-up", title="Prometheus scrapes Mixer successfully",
        section="verify-prometheus-configuration", generations=MIXER_ERA,
-       inputs=lambda istio: (_config_map(istio.namespace), _targets(istio.namespace)),
+       inputs=lambda istio: (_config_map(istio.namespace), prometheus_targets(istio.namespace)),
        signatures=("/api/v1/targets", "istio-mesh", ":42422", "health: down", ":9090", "up == 0"))
 def targets_up(ctx: Context):
     """Asks Prometheus' HTTP API for its active targets and expects Mixer's port 42422 among them, up."""
@@ -88,10 +84,10 @@ def targets_up(ctx: Context):
     if ctx.get(_config_map(ns)) is None:
         return skipped(f"the Prometheus add-on is not installed (no ConfigMap {ns}/{PROMETHEUS})")
     try:
-        answer = json.loads(body(ctx, _targets(ns)))
+        answer = json.loads(body(ctx, prometheus_targets(ns)))
         active = answer["data"]["activeTargets"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise InputUnavailable(BadPayload(f"GET {_targets(ns)} is not a targets answer: {exc}")) from None
+        raise InputUnavailable(BadPayload(f"GET {prometheus_targets(ns)} is not a targets answer: {exc}")) from None
     mixer = [t for t in active if f":{MIXER_PROMETHEUS_PORT}/" in str(t.get("scrapeUrl", ""))]
     lines = [f'{t.get("labels", {}).get("job", "?")} {t.get("scrapeUrl")} {t.get("health")}'
              + (f' ({t["lastError"]})' if t.get("lastError") else "") for t in mixer]

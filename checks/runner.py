@@ -153,7 +153,7 @@ def _result(check: Check, out: Outcome) -> Result:
 def _run_one(check: Check, context: Context) -> Result:
     try:
         return _result(check, check.run(context))
-    except InputUnavailable as exc:
+    except (InputUnavailable, ClusterError) as exc:  # a payload a check found damaged too
         return _result(check, Outcome(Status.ERROR, f"could not tell: {exc}"))
     except Exception as exc:  # a check's bug must not stop the others
         return _result(check, Outcome(Status.ERROR, f"check {check.id} crashed: {type(exc).__name__}: {exc}"))

@@ -186,8 +186,8 @@ def build(name: str, spec: dict) -> Scenario:
     _run_jobs(store, spec.get("jobs") or {})
     for patch in [p for p in spec.get("patches") or [] if p.get("after_jobs")]:
         _apply_patch(store, patch)
-    if "pod_metrics" in spec:
-        _add_pod_metrics(store, spec["pod_metrics"] or [])
+    if spec.get("pod_metrics") is not None:  # null undoes an inherited metrics-server
+        _add_pod_metrics(store, spec["pod_metrics"])
     if "modern" in spec:  # istiod-era behaviour: see kubesim/modern.py
         modern.apply(scenario, spec, nodes, DATA)
     for entry in spec.get("proxy") or []:

@@ -75,6 +75,9 @@ def test_all_pods_reads_every_sidecar_and_finds_a_fault_no_signal_points_at(tmp_
         sim.stop()
 
 
+POD_LISTS = ("/api/v1/pods", "/apis/metrics.k8s.io/v1beta1/pods")  # what grows with the pod count, by pages
+
+
 def test_log_requests_do_not_grow_with_the_pod_count(tmp_path, capsys):
     counts = {}
     for replicas in (50, 1200):
@@ -82,10 +85,10 @@ def test_log_requests_do_not_grow_with_the_pod_count(tmp_path, capsys):
         try:
             main(["check", "all", "--kubeconfig", str(kubeconfig), "--json"])
             capsys.readouterr()
-            pod_lists = [r for r in sim.requests if r.path == "/api/v1/pods"]
+            pod_lists = [r for r in sim.requests if r.path in POD_LISTS]
             counts[replicas] = (len(log_requests(sim)), len(sim.requests) - len(pod_lists), len(pod_lists))
         finally:
             sim.stop()
     assert counts[50][0] == counts[1200][0] == 8  # one sidecar per workload, however many replicas
     assert counts[50][1] == counts[1200][1]  # nothing else grows either, beyond the pod list's pages
-    assert counts[1200][2] == 3  # 1,207 pods at 500 a page
+    assert counts[1200][2] == 2 * 3  # 1,207 pods and their PodMetrics at 500 a page

@@ -137,7 +137,7 @@ def test_a_declared_length_short_of_the_body_cuts_it_and_the_next_request_still_
 
 def test_pod_metrics_are_served_as_metrics_server_serves_them(simulate):
     usage = {"istio-proxy": {"cpu": "450m", "memory": "41234Ki"}, "*": {"cpu": "3123456n", "memory": "20480Ki"}}
-    api, kubeconfig = _client(simulate, "istio-0.8.0-healthy", pod_metrics=[{"pods": "default", "usage": usage}])
+    api, kubeconfig = _client(simulate, "istio-0.5.1-no-metrics-api", pod_metrics=[{"pods": "default", "usage": usage}])
     with api:
         groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
         assert "metrics.k8s.io" in groups
@@ -158,5 +158,7 @@ def test_pod_metrics_are_served_as_metrics_server_serves_them(simulate):
         assert "node-1" in kubectl(kubeconfig, "top", "node")
 
 
-def test_without_pod_metrics_there_is_no_metrics_api(api):
-    assert "metrics.k8s.io" not in {g.name for g in client.ApisApi(api).get_api_versions().groups}
+def test_without_pod_metrics_there_is_no_metrics_api(simulate):
+    api, _ = _client(simulate, "istio-0.5.1-no-metrics-api")
+    with api:
+        assert "metrics.k8s.io" not in {g.name for g in client.ApisApi(api).get_api_versions().groups}
