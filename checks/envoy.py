@@ -81,6 +81,12 @@ def _fd_limit(ctx: Context) -> str | None:
     return limit[0].line() if limit else None
 
 
+def _fd_fix(namespace: str, pod: str) -> str:
+    return ("# raise the open-file limit of the container runtime on every node, e.g. LimitNOFILE=1048576 in the\n"
+            "# docker/containerd systemd unit, then restart it and the affected pods; check with:\n"
+            f"kubectl -n {namespace} exec {pod} -c istio-proxy -- sh -c 'ulimit -n'")
+
+
 def _fd_inputs(istio) -> tuple:
     extra = (mixer_metrics_endpoint(istio),) if istio.generation in MIXER_ERA else ()
     return (Objects(PODS), SIDECAR_LOGS) + extra
@@ -101,13 +107,10 @@ def fd_exhaustion(ctx: Context):
     limit = _fd_limit(ctx)
     coverage = _coverage(logs, unreadable)
     context = [coverage] + ([f"open-file limit seen by the control plane: {limit}"] if limit else [])
-    fix = ("# raise the open-file limit of the container runtime on every node, e.g. LimitNOFILE=1048576 in the\n"
-           "# docker/containerd systemd unit, then restart it and the affected pods; check with:\n"
-           "kubectl exec POD -c istio-proxy -- sh -c 'ulimit -n'")
     if pods:
         return failed(f"Envoy ran out of file descriptors in {len(pods)} sidecar(s)",
                       lines + crash_lines[:2] + restarts[:3] + context,
-                      fix.replace("POD", pods[0].split("/")[1] + " -n " + pods[0].split("/")[0]))
+                      _fd_fix(*pods[0].split("/", 1)))
     if crashed or restarts:
         who = crashed[0] if crashed else restarts[0].split(":")[0]
         ns, name = who.split("/", 1)

@@ -198,9 +198,10 @@ def proxies_connected(ctx: Context):
                 f"{len(expected)} proxies should be connected (running sidecars, gateways, waypoints, ztunnels)"]
     evidence += bad
     ns = ctx.istio.namespace
+    one = expected[0]["metadata"] if expected else {"namespace": "default", "name": "POD"}
     fix = ("istioctl proxy-status\n"
            f"kubectl -n {ns} logs -l app=istiod -c discovery --tail=100 | grep -i 'xds\\|connection'\n"
-           "kubectl logs POD -c istio-proxy | grep -i 'failed to connect\\|XDS'")
+           f"kubectl -n {one['namespace']} logs {one['name']} -c istio-proxy | grep -i 'failed to connect\\|XDS'")
     if expected and total == 0:
         sample = [f"not connected: {name_of(p)}" for p in expected[:5]]
         return failed(f"istiod reports no connected proxy, but {len(expected)} proxies run", evidence + sample, fix)

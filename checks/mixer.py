@@ -112,7 +112,8 @@ def report_calls(ctx: Context):
     if uninjected:
         evidence.append("namespaces without istio-injection=enabled: " + ", ".join(uninjected))
         fix += [f"kubectl label namespace {ns} istio-injection=enabled" for ns in uninjected[:5]]
-        fix.append("# then restart the workloads so their pods get a sidecar: kubectl -n NS rollout restart deploy")
+        fix.append("# then restart the workloads so their pods get a sidecar:")
+        fix += [f"kubectl -n {ns} rollout restart deployment" for ns in uninjected[:5]]
     fix.append(f"kubectl -n {ctx.istio.namespace} get configmap istio -o jsonpath='{{.data.mesh}}' | grep -i mixer")
     return failed("Mixer has not received any Report call: no sidecar is reporting telemetry", evidence,
                   "\n".join(fix))

@@ -101,8 +101,10 @@ def selectors(ctx: Context):
     for ns, names in sorted(stale.items()):
         soft.append(f"{len(names)} pod(s) in {ns} have no sidecar although a webhook now selects them "
                     f"(created before the label?): {', '.join(names[:4])}")
-    fix = ("istioctl x check-inject -n NAMESPACE POD\n"
-           "kubectl get ns -L istio-injection,istio.io/rev,istio.io/dataplane-mode\n"
+    named = [name for line in hard + soft for name in [line.split(" ", 1)[0]] if name.count("/") == 1]
+    named += [f"{ns}/{pods[0]}" for ns, pods in sorted(stale.items())]
+    fix = ("".join(f"istioctl x check-inject -n {ns} {pod}\n" for ns, pod in [n.split("/") for n in named[:1]])
+           + "kubectl get ns -L istio-injection,istio.io/rev,istio.io/dataplane-mode\n"
            + "\n".join(f"kubectl -n {ns} rollout restart deployment" for ns in sorted(stale)))
     evidence = [f"{len(hooks)} injection webhooks: " + ", ".join(h["name"] for _, h in hooks[:6])]
     if hard:

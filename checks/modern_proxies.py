@@ -94,9 +94,10 @@ def crashes(ctx: Context):
                 low.append(f"{pod}: the proxy may open only {int(s.value)} files (istio_agent_process_max_fds)")
     evidence.append(f"read the fd limit on {len(stats)} proxies (restarted ones first)" +
                     (f"; {len(unread)} unreadable" if unread else ""))
+    ns, pod = (hard + soft + low + ["default/POD:"])[0].split(":", 1)[0].split("/", 1)
     fix = ("kubectl get pods -A -o wide | grep -v Running\n"
-           "kubectl logs POD -c istio-proxy --previous --tail=100\n"
-           "kubectl describe pod POD   # Last State: OOMKilled? raise sidecar.istio.io/proxyMemoryLimit\n"
+           f"kubectl -n {ns} logs {pod} -c istio-proxy --previous --tail=100\n"
+           f"kubectl -n {ns} describe pod {pod}   # Last State: OOMKilled? raise sidecar.istio.io/proxyMemoryLimit\n"
            "# fd limit 1024: raise LimitNOFILE of the container runtime (containerd 2 keeps the soft limit at 1024)")
     if hard:
         return failed(hard[0], hard[1:MAX_EVIDENCE] + low + evidence, fix)
@@ -331,9 +332,11 @@ def certificates(ctx: Context):
     if len(roots) > 1:
         groups = sorted(roots.values(), key=len)
         hard.append(f"namespaces carry different root certificates: {', '.join(groups[0][:5])} differ from the rest")
-    fix = ("istioctl proxy-config secret POD.NAMESPACE\n"
+    ns, pod = ([x for x in hard + soft if x.split(":", 1)[0] in stats] + [next(iter(stats), "default/POD") + ":"]
+               )[0].split(":", 1)[0].split("/", 1)
+    fix = (f"istioctl proxy-config secret {pod}.{ns}\n"
            f"kubectl -n {ctx.istio.namespace} logs -l app=istiod -c discovery | grep -i 'csr\\|sign'\n"
-           "kubectl logs POD -c istio-proxy | grep -i 'failed to sign\\|certificate'")
+           f"kubectl -n {ns} logs {pod} -c istio-proxy | grep -i 'failed to sign\\|certificate'")
     evidence.append(f"read certificate metrics on {len(stats)} proxies"
                     + (f" ({len(unread)} failed)" if unread else ""))
     if hard:

@@ -1,6 +1,7 @@
 """One grid: every check over every scenario, through `meshbot check all --json`."""
 
 import json
+import re
 
 import pytest
 
@@ -8,6 +9,7 @@ import kubesim
 from bot.cli import main
 from checks.catalog import ALL_CHECKS
 
+PLACEHOLDER = re.compile(r"\b(NAMESPACE|NS|POD)\b|<[a-z][a-z-]*>")
 GENERATIONS = {c.id: {g.value for g in c.generations} for c in ALL_CHECKS}
 
 
@@ -29,6 +31,7 @@ def test_every_check_gives_the_expected_verdict(name, simulate, capsys):
         if result["status"] in ("fail", "warn"):
             assert result["evidence"], result
             assert result["fix"].strip(), result
+            assert not PLACEHOLDER.search(result["fix"]), result  # the bot knows the names: it gives them
 
 
 def test_each_check_has_a_scenario_where_it_does_not_pass():
