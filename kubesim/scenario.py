@@ -14,6 +14,14 @@ A scenario is YAML:
     workloads: {ns/deployment: {replicas: N, ready: N, restarts: {container: N}, inject: {flag: value}}}
     proxy: [{service: ns/name:port, path, file|body|json, status?, edits?: [{drop|replace|with|append}]}]
                                    # an entry with edits only edits the base scenario's payload
+    proxy[].content_length: N      # the Content-Length header sent instead of the body's length, then the
+                                   # connection is closed: N > body is a short read, N < body cuts the body
+    pod_metrics: [{pods: ns | ns/k=v | "*", usage: {container|"*": {cpu: 250m|1234567n, memory: 12345Ki}}}]
+                                   # metrics-server: serves metrics.k8s.io/v1beta1 PodMetrics (Running pods that
+                                   # some entry covers; later entries win) and NodeMetrics (sums); absent: no group
+    kube_inject: [ns]              # namespaces whose Deployments went through `istioctl kube-inject` (the sidecar
+                                   # is in the Deployment's template, whatever the namespace's labels)
+    patches[].after_jobs: true     # applied after the Jobs ran (e.g. someone deleted what the post-install Job made)
     logs: [{namespace, selector?, container, lines: [...]}]
     faults: [{path: regex, status?, body?, delay?}]
     clock: {apiserver: seconds, nodes: {node-name: seconds}}
@@ -38,7 +46,7 @@ from pathlib import Path
 import yaml
 
 from kubesim import modern
-from kubesim.store import Store, load_manifest, stable_suffix
+from kubesim.store import Resource, Store, load_manifest, stable_suffix
 
 DATA = Path(__file__).parent / "data"
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -50,6 +58,7 @@ class Payload:
     status: int
     body: bytes
     content_type: str
+    content_length: int | None = None  # a Content-Length that disagrees with the body (a broken upstream)
 
 
 @dataclass
@@ -161,7 +170,7 @@ def build(name: str, spec: dict) -> Scenario:
     for ns in ("default", "kube-system", "kube-public"):
         if not store.get("v1", "namespaces", None, ns):
             store.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    for patch in spec.get("patches") or []:
+    for patch in [p for p in spec.get("patches") or [] if not p.get("after_jobs")]:
         _apply_patch(store, patch)
     clock = spec.get("clock") or {}
     scenario = Scenario(
@@ -173,8 +182,12 @@ def build(name: str, spec: dict) -> Scenario:
     nodes = _add_nodes(store, int(spec.get("nodes", 3)), (major, minor))
     _add_apiserver(store, nodes[0], spec.get("apiserver") or {})
     modern_settings = (spec.get("modern") or {}) if "modern" in spec else None
-    _run_controllers(store, nodes, spec.get("workloads") or {}, modern_settings)
+    _run_controllers(store, nodes, spec.get("workloads") or {}, modern_settings, set(spec.get("kube_inject") or []))
     _run_jobs(store, spec.get("jobs") or {})
+    for patch in [p for p in spec.get("patches") or [] if p.get("after_jobs")]:
+        _apply_patch(store, patch)
+    if "pod_metrics" in spec:
+        _add_pod_metrics(store, spec["pod_metrics"] or [])
     if "modern" in spec:  # istiod-era behaviour: see kubesim/modern.py
         modern.apply(scenario, spec, nodes, DATA)
     for entry in spec.get("proxy") or []:
@@ -262,7 +275,8 @@ def _add_apiserver(store: Store, node: str, overrides: dict) -> None:
     store.add(pod)
 
 
-def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_settings: dict | None = None) -> None:
+def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_settings: dict | None = None,
+                     kube_inject: set[str] = frozenset()) -> None:
     mesh = _mesh_config(store)
     injected = {n["metadata"]["name"] for n in store.list("v1", "namespaces")
                 if (n["metadata"].get("labels") or {}).get("istio-injection") == "enabled"}
@@ -275,6 +289,8 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
         deployment["spec"]["replicas"] = replicas
         ready = int(facts.get("ready", replicas))
         template = deployment["spec"]["template"]
+        if meta["namespace"] in kube_inject and not _has(template, SIDECAR):
+            _inject(template, mesh, facts.get("inject") or {})  # kube-inject rewrites the manifest itself
         rs_hash = stable_suffix(key, length=10)
         for i in range(replicas):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(template.get("metadata") or {}),
@@ -373,6 +389,60 @@ def _set_running(pod: dict, restarts: dict, ready: bool = True) -> None:
     }
 
 
+def _add_pod_metrics(store: Store, entries: list[dict]) -> None:
+    """What metrics-server answers: one PodMetrics per Running pod it has usage for, one NodeMetrics per node.
+
+    Shape as kubernetes-sigs/metrics-server pkg/api/pod.go builds it: name, namespace and a fresh
+    creationTimestamp (no labels), timestamp and window, containers[].usage in the pod's container order.
+    """
+    api = "metrics.k8s.io/v1beta1"
+    store.resources[(api, "pods")] = Resource(api, "pods", "PodMetrics", True, "")
+    store.resources[(api, "nodes")] = Resource(api, "nodes", "NodeMetrics", False, "")
+    per_node: dict[str, list[dict]] = {}
+    for pod in store.list("v1", "pods"):
+        meta = pod["metadata"]
+        usage: dict = {}
+        for entry in entries:
+            ns, _, selector = str(entry["pods"]).partition("/")
+            if ns in ("*", meta["namespace"]) and _matches(_selector(selector), meta.get("labels") or {}):
+                usage.update(entry.get("usage") or {})
+        if not usage or pod.get("status", {}).get("phase") != "Running":
+            continue
+        containers = [{"name": c["name"], "usage": dict(usage.get(c["name"]) or usage.get("*") or {})}
+                      for c in pod["spec"]["containers"]]
+        containers = [c for c in containers if c["usage"]]
+        store.objects.setdefault((api, "pods"), {})[(meta["namespace"], meta["name"])] = {
+            "kind": "PodMetrics", "apiVersion": api,
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "timestamp": None, "window": "30s", "containers": containers}  # times stamped when served
+        per_node.setdefault(pod["spec"].get("nodeName", ""), []).extend(containers)
+    for node in store.list("v1", "nodes"):
+        name = node["metadata"]["name"]
+        used = per_node.get(name, [])
+        cpu = 150_000_000 + sum(_nanocores(c["usage"].get("cpu", "0")) for c in used)  # + kubelet, kube-proxy
+        memory = 900 * 2**20 + sum(_bytes(c["usage"].get("memory", "0")) for c in used)
+        store.objects.setdefault((api, "nodes"), {})[("", name)] = {
+            "kind": "NodeMetrics", "apiVersion": api, "metadata": {"name": name}, "timestamp": None,
+            "window": "30s", "usage": {"cpu": f"{cpu}n", "memory": f"{memory // 1024}Ki"}}
+    store._sorted.clear()
+
+
+def _nanocores(text: str) -> int:
+    text = str(text)
+    for suffix, factor in (("n", 1), ("u", 10**3), ("m", 10**6)):
+        if text.endswith(suffix):
+            return int(float(text[:-1]) * factor)
+    return int(float(text) * 10**9)  # whole cores
+
+
+def _bytes(text: str) -> int:
+    text = str(text)
+    for suffix, factor in (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30)):
+        if text.endswith(suffix):
+            return int(float(text[:-2]) * factor)
+    return int(float(text))
+
+
 def _proxy_key(entry: dict) -> tuple[str, str, str, str]:
     ns, rest = entry["service"].split("/", 1)
     name, port = rest.rsplit(":", 1)
@@ -393,7 +463,9 @@ def _payload(entry: dict, earlier: Payload | None) -> Payload:
         body = _edit(body, edit)
     content_type = entry.get("content_type") or (
         "application/json" if body.lstrip()[:1] in "[{" else "text/plain; version=0.0.4")
-    return Payload(int(entry.get("status", 200)), body.encode(), content_type)
+    length = entry.get("content_length", earlier.content_length if earlier else None)
+    return Payload(int(entry.get("status", 200)), body.encode(), content_type,
+                   int(length) if length is not None else None)
 
 
 def _edit(text: str, edit: dict) -> str:

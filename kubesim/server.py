@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kubesim import modern
-from kubesim.scenario import Scenario
+from kubesim.scenario import Payload, Scenario
 from kubesim.store import Resource
 
 HEARTBEAT_AGE = 3.0  # seconds since each kubelet's last heartbeat, as seen by the API server
@@ -121,13 +121,19 @@ def _handler(sim: Simulator):
 
 
 def _send(sim: Simulator, h, code: int, body, content_type: str = "application/json") -> None:
+    declared = None
+    if isinstance(body, Payload):  # a proxied answer; its upstream may have declared a wrong length
+        body, declared = body.body, body.content_length
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     h.send_response_only(code)
     h.send_header("Date", formatdate(sim.now(), usegmt=True))
     h.send_header("Content-Type", content_type)
-    h.send_header("Content-Length", str(len(data)))
+    h.send_header("Content-Length", str(len(data) if declared is None else declared))
     h.end_headers()
     h.wfile.write(data)
+    if declared is not None and declared != len(data):
+        h.wfile.flush()
+        h.close_connection = True  # the upstream hung up: short of the declared length, or past it (dropped)
 
 
 def _status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
@@ -228,7 +234,12 @@ def _view(sim: Simulator, resource: Resource, obj: dict, accept: str) -> dict:
 
 
 def _live(sim: Simulator, resource: Resource, obj: dict) -> dict:
-    """Fields that change with time: the kubelets' heartbeats, stamped by each node's clock."""
+    """Fields that change with time: the kubelets' heartbeats, stamped by each node's clock; metrics-server's
+    last scrape (15 s ago) and its creationTimestamp (now), by the API server's clock."""
+    if resource.group == "metrics.k8s.io":
+        now = sim.now()
+        return {**obj, "metadata": {**obj["metadata"], "creationTimestamp": _rfc3339(now)},
+                "timestamp": _rfc3339(now - 15)}
     if resource.plural not in ("nodes", "leases"):
         return obj
     name = obj["metadata"]["name"]
@@ -275,9 +286,15 @@ def _selected(obj: dict, label_selector: str, field_selector: str) -> bool:
 
 
 def _list(sim: Simulator, resource: Resource, namespace: str | None, query: dict, accept: str) -> dict:
-    items = sim.scenario.store.list(resource.api, resource.plural, namespace)
+    store = sim.scenario.store
+    items = store.list(resource.api, resource.plural, namespace)
     if query.get("labelSelector") or query.get("fieldSelector"):
-        items = [o for o in items if _selected(o, query.get("labelSelector", ""), query.get("fieldSelector", ""))]
+        def labelled(o):  # metrics-server selects by the pod's labels; its PodMetrics carry none
+            if resource.kind != "PodMetrics":
+                return o
+            return store.get("v1", "pods", o["metadata"]["namespace"], o["metadata"]["name"]) or o
+        items = [o for o in items
+                 if _selected(labelled(o), query.get("labelSelector", ""), query.get("fieldSelector", ""))]
     start = int(base64.b64decode(query["continue"]).decode()) if query.get("continue") else 0
     limit = int(query.get("limit") or 0)
     page = [_live(sim, resource, o) for o in (items[start:start + limit] if limit else items[start:])]
@@ -361,7 +378,7 @@ def _service_proxy(sim: Simulator, namespace: str, name: str, path: str, service
     payload = sim.scenario.proxies.get((namespace, service_name, str(match.get("port")), path))
     if payload is None:
         return 404, b"404 page not found\n", "text/plain; charset=utf-8"
-    return payload.status, payload.body, payload.content_type
+    return payload.status, payload, payload.content_type
 
 
 # Discovery ----------------------------------------------------------------------------------------

@@ -101,3 +101,62 @@ def test_python_client_sees_not_found_as_an_api_exception(api):
         client.CoreV1Api(api).read_namespaced_secret("nope", "default")
     assert raised.value.status == 404
     assert json.loads(raised.value.body)["reason"] == "NotFound"
+
+
+def _client(simulate, scenario, **overrides):
+    _, kubeconfig = simulate(scenario, **overrides)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    return client.ApiClient(configuration), kubeconfig
+
+
+def test_a_declared_length_past_the_body_is_a_short_read_for_the_client(simulate):
+    import urllib3
+
+    api, kubeconfig = _client(simulate, "istio-0.8.0-healthy", proxy=[
+        {"service": "istio-system/istio-telemetry:9093", "path": "metrics", "content_length": 999999}])
+    with api, pytest.raises(urllib3.exceptions.ProtocolError, match="IncompleteRead"):
+        client.CoreV1Api(api).connect_get_namespaced_service_proxy_with_path("istio-telemetry:9093", "istio-system",
+                                                                            "metrics")
+    if KUBECTL:
+        done = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "get", "--raw",
+                               "/api/v1/namespaces/istio-system/services/istio-telemetry:9093/proxy/metrics"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "unexpected EOF" in done.stderr
+
+
+def test_a_declared_length_short_of_the_body_cuts_it_and_the_next_request_still_works(simulate):
+    api, _ = _client(simulate, "istio-0.8.0-healthy", proxy=[
+        {"service": "istio-system/istio-telemetry:9093", "path": "metrics", "content_length": 100}])
+    with api:
+        core = client.CoreV1Api(api)
+        body = core.connect_get_namespaced_service_proxy_with_path("istio-telemetry:9093", "istio-system", "metrics")
+        assert len(body) == 100 and not body.endswith("\n")
+        assert core.read_namespace("istio-system").metadata.name == "istio-system"  # the cut connection is not reused
+
+
+def test_pod_metrics_are_served_as_metrics_server_serves_them(simulate):
+    usage = {"istio-proxy": {"cpu": "450m", "memory": "41234Ki"}, "*": {"cpu": "3123456n", "memory": "20480Ki"}}
+    api, kubeconfig = _client(simulate, "istio-0.8.0-healthy", pod_metrics=[{"pods": "default", "usage": usage}])
+    with api:
+        groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
+        assert "metrics.k8s.io" in groups
+        listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "metrics.k8s.io", "v1beta1", "default", "pods", label_selector="app=productpage")
+        (item,) = listed["items"]
+        assert item["kind"] == "PodMetrics" and item["window"] == "30s" and "labels" not in item["metadata"]
+        assert {c["name"]: c["usage"] for c in item["containers"]} == {
+            "productpage": usage["*"], "istio-proxy": usage["istio-proxy"]}
+        one = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "metrics.k8s.io", "v1beta1", "default", "pods", item["metadata"]["name"])
+        assert one["containers"] == item["containers"]
+        assert not client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "metrics.k8s.io", "v1beta1", "istio-system", "pods")["items"]  # no entry covers istio-system
+    if KUBECTL:
+        out = kubectl(kubeconfig, "top", "pod", "-n", "default", "-l", "app=productpage", "--containers")
+        assert "istio-proxy" in out and "450m" in out and "40Mi" in out
+        assert "node-1" in kubectl(kubeconfig, "top", "node")
+
+
+def test_without_pod_metrics_there_is_no_metrics_api(api):
+    assert "metrics.k8s.io" not in {g.name for g in client.ApisApi(api).get_api_versions().groups}
