@@ -15,7 +15,8 @@ A scenario is YAML:
     proxy: [{service: ns/name:port, path, file|body|json, status?, edits?: [{drop|replace|with|append}]}]
                                    # an entry with edits only edits the base scenario's payload
     proxy[].content_length: N      # the Content-Length header sent instead of the body's length, then the
-                                   # connection is closed: N > body is a short read, N < body cuts the body
+                                   # connection is closed: N > body is a short read (IncompleteRead, kubectl
+                                   # "unexpected EOF"); N < body: urllib3 keeps N bytes, aiohttp rejects the rest
     pod_metrics: [{pods: ns | ns/k=v | "*", usage: {container|"*": {cpu: 250m|1234567n, memory: 12345Ki}}}]
                                    # metrics-server: serves metrics.k8s.io/v1beta1 PodMetrics (Running pods that
                                    # some entry covers; later entries win) and NodeMetrics (sums); absent: no group

@@ -162,3 +162,25 @@ def test_without_pod_metrics_there_is_no_metrics_api(simulate):
     api, _ = _client(simulate, "istio-0.5.1-no-metrics-api")
     with api:
         assert "metrics.k8s.io" not in {g.name for g in client.ApisApi(api).get_api_versions().groups}
+
+
+def test_kube_inject_puts_the_sidecar_in_the_deployment_not_only_the_pods(simulate):
+    api, _ = _client(simulate, "blind-old-0.8.0-manual-injection")
+    with api:
+        namespace = client.CoreV1Api(api).read_namespace("default")
+        assert "istio-injection" not in (namespace.metadata.labels or {})
+        deployment = client.AppsV1Api(api).read_namespaced_deployment("productpage-v1", "default")
+        assert [c.name for c in deployment.spec.template.spec.containers] == ["productpage", "istio-proxy"]
+        assert "sidecar.istio.io/status" in deployment.spec.template.metadata.annotations
+        pods = client.CoreV1Api(api).list_namespaced_pod("default", label_selector="app=productpage").items
+        assert [c.name for c in pods[0].spec.containers] == ["productpage", "istio-proxy"]
+
+
+def test_a_patch_after_jobs_removes_what_the_post_install_job_applied(simulate):
+    api, _ = _client(simulate, "istio-0.8.0-healthy", patches=[
+        {"kind": "rule", "name": "promhttp", "namespace": "istio-system", "delete": True, "after_jobs": True}])
+    with api:
+        rules = client.CustomObjectsApi(api).list_namespaced_custom_object("config.istio.io", "v1alpha2",
+                                                                           "istio-system", "rules")
+        names = {r["metadata"]["name"] for r in rules["items"]}
+        assert "promtcp" in names and "promhttp" not in names
