@@ -38,7 +38,7 @@ class ChecksConfig(_Strict):
     request_timeout_seconds: float = Field(5.0, gt=0)
     concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=256)
     clock_skew_seconds: float = Field(30.0, gt=0)
-    refresh_delay_seconds: float = Field(30.0, gt=0)
+    refresh_delay_seconds: float = Field(10.0, gt=0)
     hot_sidecar_millicores: float = Field(100.0, gt=0)
 
     @model_validator(mode="after")

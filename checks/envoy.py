@@ -191,7 +191,7 @@ def refresh_delay(ctx: Context) -> Outcome:
         evidence.append(f"{len(short)} of {len(sidecars)} sidecars poll faster than every {threshold:g}s")
     low = {k: v for k, v in mesh_values.items() if v < threshold}
     cause = bool(low or short)
-    fix = (f"kubectl -n {ns} edit configmap istio   # set rdsRefreshDelay and discoveryRefreshDelay to {threshold:g}s\n"
+    fix = (f"kubectl -n {ns} edit configmap istio   # set rdsRefreshDelay and discoveryRefreshDelay to 30s\n"
            f"kubectl -n {ns} delete pods -l istio=pilot\n"
            "# then re-inject every workload so its sidecar starts with the new value:\n"
            + "\n".join(f"kubectl -n {n} rollout restart deployment"
@@ -213,17 +213,15 @@ def refresh_delay(ctx: Context) -> Outcome:
     measured_line = (f"metrics API: {len(hot)} of {measured} measured sidecars use more CPU than their app"
                      f" and at least {ctx.settings.hot_sidecar_millicores:g}m")
     if hot and cause:
-        return warned(f"{len(hot)} sidecar(s) burn more CPU than their apps, and the refresh delay is below"
+        return failed(f"{len(hot)} sidecar(s) burn more CPU than their apps, and the refresh delay is below"
                       f" {threshold:g}s: Envoy re-reads its configuration too often",
                       hot[:MAX_EVIDENCE] + [measured_line] + evidence + stale[:3], fix)
-    if hot:
-        return warned(f"{len(hot)} sidecar(s) burn more CPU than their apps, but the refresh delays are at least"
-                      f" {threshold:g}s: the guide's cause is not the one here",
-                      hot[:MAX_EVIDENCE] + [measured_line] + evidence,
-                      "kubectl top pods --all-namespaces --containers | grep istio-proxy | sort -k4 -h | tail")
     if stale:
         return warned(f"{len(stale)} sidecar(s) run with a refresh delay that differs from the mesh config:"
                       " they were injected before it changed", stale[:MAX_EVIDENCE] + evidence, fix)
+    if hot:  # busy with traffic: the section's cause, a configuration polled every second or so, is absent
+        return passed(f"{len(hot)} sidecar(s) burn more CPU than their apps, but not from refreshing: the delays are"
+                      f" at least {threshold:g}s", measured_line, *hot[:3], *evidence)
     return passed(f"no sidecar burns more CPU than its app ({measured} measured)", measured_line, *evidence)
 
 

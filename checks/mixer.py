@@ -8,13 +8,13 @@ from checks import istio as names
 from checks.common import (
     absent_from_mixer,
     container,
-    degraded_reason,
     down_reason,
     mixer_metrics,
+    mixer_metrics_endpoint,
     mixer_metrics_inputs,
     pod_logs_hint,
 )
-from checks.errors import NotInstalled
+from checks.errors import BadPayload, NotInstalled
 from checks.inputs import (
     JOBS,
     MIXER_HANDLERS,
@@ -91,15 +91,17 @@ def report_calls(ctx: Context):
     if down:
         return failed(f"Mixer cannot receive Report calls: {down}", [down],
                       f"kubectl -n {ctx.istio.namespace} describe deployment {service}\n{_mixer_logs(ctx.istio)}")
-    reports = find(mixer_metrics(ctx), "grpc_server_handled_total", grpc_method="Report")
+    samples = mixer_metrics(ctx)
+    reports = find(samples, "grpc_server_handled_total", grpc_method="Report")
     ok = sum(s.value for s in reports if s.labels.get("grpc_code") == "OK")
     lines = [s.line() for s in reports]
-    degraded = degraded_reason(ctx.istio, service)
-    if ok > 0 and degraded:
-        return warned(f"{service} handles Report calls ({ok:g} OK), but {degraded}", lines + [degraded],
-                      f"kubectl -n {ctx.istio.namespace} describe deployment {service}\n{_mixer_logs(ctx.istio)}")
     if ok > 0:
         return passed(f"{service} has handled {ok:g} successful Report calls", *lines)
+    others = _report_traces(samples, ctx.istio)
+    if others:  # the same page says Reports arrive: the handled counter is what is wrong, not the sidecars
+        raise InputUnavailable(BadPayload(
+            f"{mixer_metrics_endpoint(ctx.istio)} shows no successful Report in grpc_server_handled_total, but "
+            f"{others[0]}: the page contradicts itself, so it cannot tell whether sidecars report"))
     if reports:
         return failed(f"{service} receives Report calls but none succeeded", lines, _mixer_logs(ctx.istio))
     uninjected = sorted(
@@ -117,6 +119,17 @@ def report_calls(ctx: Context):
     fix.append(f"kubectl -n {ctx.istio.namespace} get configmap istio -o jsonpath='{{.data.mesh}}' | grep -i mixer")
     return failed("Mixer has not received any Report call: no sidecar is reporting telemetry", evidence,
                   "\n".join(fix))
+
+
+def _report_traces(samples: list, istio: Istio) -> list[str]:
+    """Other series on Mixer's page that only move when Report calls arrive (gRPC's own counters of the method,
+    dispatches to the adapters, which only Reports feed)."""
+    traces = [f"{s.line()}" for name in ("grpc_server_started_total", "grpc_server_msg_received_total",
+                                         "grpc_server_handling_seconds_count")
+              for s in find(samples, name, grpc_method="Report") if s.value > 0]
+    dispatch = runtime(istio).dispatch
+    traces += [s.line() for s in find(samples, dispatch, adapter="prometheus", error="false") if s.value > 0][:1]
+    return traces
 
 
 def _handler_kinds(istio: Istio) -> tuple:
@@ -271,6 +284,12 @@ def config_resolution(ctx: Context):
                           [absent_from_mixer(ctx, names_in_use.resolve)], logs)
         return passed(f"Mixer resolves configuration for {len(good)} service(s)",
                       *[s.line() for s in resolves][:10])
+    always = _always_exported(ctx.istio, names_in_use)
+    absent = [name for name in always if not find(samples, name)]
+    if absent:  # gauges registered at start-up: their absence is a damaged page, not a healthy configuration
+        raise InputUnavailable(BadPayload(
+            f"{mixer_metrics_endpoint(ctx.istio)} lacks {', '.join(absent)}, which this Mixer always exports:"
+            " the page is incomplete"))
     seen = _current_config([s for name in names_in_use.config_errors for s in find(samples, name)])
     errors = [s for s in seen if s.value > 0]
     if errors:
@@ -280,6 +299,15 @@ def config_resolution(ctx: Context):
         return warned("Mixer exposes none of its configuration health metrics",
                       [absent_from_mixer(ctx, "any of " + ", ".join(names_in_use.config_errors))], logs)
     return passed("Mixer's rule, handler and adapter configuration has no errors", *[s.line() for s in seen])
+
+
+def _always_exported(istio: Istio, names_in_use: MixerRuntime) -> tuple[str, ...]:
+    """The configuration gauges the 0.6-1.0 runtime registers at start-up (0.8 added the adapter-info one);
+    OpenCensus (1.1+) exports a view only once it was recorded, so nothing is certain there."""
+    if names_in_use is not NEW_RUNTIME:
+        return ()
+    adapter_info = "mixer_config_adapter_info_config_error_count"
+    return tuple(n for n in names_in_use.config_errors if n != adapter_info or istio.at_least(0, 8))
 
 
 def _current_config(samples: list) -> list:

@@ -167,7 +167,7 @@ class Settings:
     """Per-run knobs a check may read; all have production defaults."""
 
     clock_skew_seconds: float = 30.0
-    refresh_delay_seconds: float = 30.0
+    refresh_delay_seconds: float = 10.0  # shorter is the polling the high-CPU section means (1s defaults)
     hot_sidecar_millicores: float = 100.0  # a sidecar above this and above its app's CPU is hot
 
 

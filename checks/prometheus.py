@@ -7,10 +7,12 @@ import json
 import yaml
 
 from checks import istio as names
-from checks.common import body, prometheus_targets
+from checks.common import body, mixer_metrics, mixer_metrics_inputs, prometheus_targets
 from checks.errors import BadPayload
-from checks.inputs import CONFIGMAPS, Object
-from checks.model import MIXER_ERA, Context, InputUnavailable, check, failed, passed, skipped
+from checks.inputs import CONFIGMAPS, SERVICES, Object
+from checks.metrics import find
+from checks.mixer import runtime
+from checks.model import MIXER_ERA, Context, InputUnavailable, check, failed, passed, skipped, warned
 
 PROMETHEUS = "prometheus"
 MIXER_PROMETHEUS_PORT = 42422  # Service port named "prometheus" on Mixer
@@ -20,8 +22,10 @@ def _config_map(ns: str) -> Object:
     return Object(CONFIGMAPS, ns, PROMETHEUS)
 
 
-def mixer_jobs(config: dict, namespace: str, service: str) -> list[tuple[str, str]]:
-    """(job name, how it reaches Mixer) for every scrape job aimed at Mixer's Prometheus port."""
+def mixer_jobs(config: dict, namespace: str, service: str, port_names: frozenset = frozenset({"prometheus"})
+               ) -> list[tuple[str, str]]:
+    """(job name, how it reaches Mixer) for every scrape job aimed at Mixer's Prometheus port, by number or by
+    the name the Service gives that port (``prometheus`` in every release; operators rename it)."""
     found = []
     for job in config.get("scrape_configs") or []:
         name = job.get("job_name", "?")
@@ -33,7 +37,7 @@ def mixer_jobs(config: dict, namespace: str, service: str) -> list[tuple[str, st
         if job.get("kubernetes_sd_configs"):
             for relabel in job.get("relabel_configs") or []:
                 regex = str(relabel.get("regex", ""))
-                if relabel.get("action") == "keep" and regex == f"{namespace};{service};prometheus":
+                if relabel.get("action") == "keep" and regex in {f"{namespace};{service};{n}" for n in port_names}:
                     found.append((name, f"Kubernetes endpoints discovery keeping {regex}"))
     return found
 
@@ -44,9 +48,16 @@ def _stale_jobs(config: dict, namespace: str, service: str) -> list[str]:
     return [f"{name} ({how})" for o in other for name, how in mixer_jobs(config, namespace, o)]
 
 
+def _port_names(service: dict | None) -> frozenset:
+    named = {p.get("name") for p in ((service or {}).get("spec") or {}).get("ports") or []
+             if p.get("port") == MIXER_PROMETHEUS_PORT and p.get("name")}
+    return frozenset(named or {"prometheus"})
+
+
 @check(id="prometheus.scrape-config", title="A Prometheus job scrapes Mixer",
        section="verify-prometheus-configuration", generations=MIXER_ERA,
-       inputs=lambda istio: (_config_map(istio.namespace),),
+       inputs=lambda istio: (_config_map(istio.namespace),
+                             Object(SERVICES, istio.namespace, names.telemetry_service(istio))),
        signatures=("scrape_configs", "job_name: istio-mesh", ":42422", "prometheus configmap"))
 def scrape_config(ctx: Context):
     """Reads the Prometheus add-on's configuration and looks for a scrape job reaching Mixer's port 42422,
@@ -60,7 +71,7 @@ def scrape_config(ctx: Context):
     except yaml.YAMLError as exc:
         raise InputUnavailable(BadPayload(f"prometheus.yml in {ns}/{PROMETHEUS} is not YAML: {exc}")) from None
     service = names.telemetry_service(ctx.istio)
-    jobs = mixer_jobs(config, ns, service)
+    jobs = mixer_jobs(config, ns, service, _port_names(ctx.maybe(Object(SERVICES, ns, service))))
     if jobs:
         return passed(f"job {jobs[0][0]} scrapes {service}:{MIXER_PROMETHEUS_PORT}", *[f"{n}: {h}" for n, h in jobs])
     stale = _stale_jobs(config, ns, service)
@@ -76,7 +87,7 @@ def scrape_config(ctx: Context):
 
 @check(id="prometheus.targets-up", title="Prometheus scrapes Mixer successfully",
        section="verify-prometheus-configuration", generations=MIXER_ERA,
-       inputs=lambda istio: (_config_map(istio.namespace), prometheus_targets(istio.namespace)),
+       inputs=lambda istio: (_config_map(istio.namespace), *mixer_metrics_inputs(istio)),
        signatures=("/api/v1/targets", "istio-mesh", ":42422", "health: down", ":9090", "up == 0"))
 def targets_up(ctx: Context):
     """Asks Prometheus' HTTP API for its active targets and expects Mixer's port 42422 among them, up."""
@@ -98,7 +109,25 @@ def targets_up(ctx: Context):
                       [f"{len(active)} active targets, none on port {MIXER_PROMETHEUS_PORT}"],
                       "meshbot check prometheus.scrape-config\n" + fix)
     down = [t for t in mixer if t.get("health") != "up"]
+    summary = (f"{len(down)} of {len(mixer)} Mixer targets are {down[0].get('health')}: "
+               f"{down[0].get('lastError') or 'no error given'}") if down else ""
+    if down and len(down) < len(mixer):  # degraded: one Mixer replica, not the pipeline
+        return warned(summary, lines, f"kubectl -n {ns} get pods -l istio=mixer -o wide\n" + fix)
     if down:
-        return failed(f"{len(down)} of {len(mixer)} Mixer targets are {down[0].get('health')}: "
-                      f"{down[0].get('lastError') or 'no error given'}", lines, fix)
+        serving = _adapter_serving(ctx)
+        if serving:
+            raise InputUnavailable(BadPayload(
+                f"{summary}; yet Mixer's own page shows its Prometheus adapter, which serves that port, taking"
+                f" instances ({serving}): the two disagree, and the bot cannot see the path between them"))
+        return failed(summary, lines, fix)
     return passed(f"all {len(mixer)} Mixer targets are up", *lines)
+
+
+def _adapter_serving(ctx: Context) -> str | None:
+    """A successful dispatch count to the Prometheus adapter on Mixer's own page, or None (page unreadable too)."""
+    try:
+        samples = mixer_metrics(ctx)
+    except (InputUnavailable, BadPayload):
+        return None
+    served = [s for s in find(samples, runtime(ctx.istio).dispatch, adapter="prometheus", error="false") if s.value > 0]
+    return served[0].line() if served else None

@@ -12,7 +12,8 @@ A scenario is YAML:
     patches: [{kind, name, namespace?, merge: {...} | delete: true | edit: {field, replace, with}}]
     jobs: {ns/job: {failed: N} | {applies: [ns/configmap, key]}}   # what a Job did when it ran
     workloads: {ns/deployment: {replicas: N, ready: N, restarts: {container: N}, inject: {flag: value}}}
-    proxy: [{service: ns/name:port, path, file|body|json, status?, edits?: [{drop|replace|with|append}]}]
+    proxy: [{service: ns/name:port, path, file|body|json|generate, status?, edits?: [{drop|replace|with|append}]}]
+                                   # generate: pilot-registration builds Pilot's v1/registration from the cluster
                                    # an entry with edits only edits the base scenario's payload
     proxy[].content_length: N      # the Content-Length header sent instead of the body's length, then the
                                    # connection is closed: N > body is a short read (IncompleteRead, kubectl
@@ -192,6 +193,8 @@ def build(name: str, spec: dict) -> Scenario:
     if "modern" in spec:  # istiod-era behaviour: see kubesim/modern.py
         modern.apply(scenario, spec, nodes, DATA)
     for entry in spec.get("proxy") or []:
+        if entry.get("generate") == "pilot-registration":
+            entry = {**entry, "_registration": pilot_registration(store)}
         key = _proxy_key(entry)
         scenario.proxies[key] = _payload(entry, scenario.proxies.get(key))
     for entry in [e for e in spec.get("logs") or [] if not e.get("previous")]:  # previous: see kubesim.modern
@@ -450,12 +453,35 @@ def _proxy_key(entry: dict) -> tuple[str, str, str, str]:
     return ns, name, port, entry.get("path", "").lstrip("/")
 
 
+def pilot_registration(store: Store) -> list[dict]:
+    """Pilot's v1 registration answer for this cluster: a service key per Service port (FQDN|port name) with the
+    ready pods' IPs and target ports as hosts (shape: pilot/0.7.1-all-sds.json.golden)."""
+    pods = [p for p in store.list("v1", "pods") if p.get("status", {}).get("phase") == "Running"
+            and all(c.get("ready") for c in p.get("status", {}).get("containerStatuses") or [])]
+    answer = []
+    for svc in store.list("v1", "services"):
+        meta, spec = svc["metadata"], svc.get("spec") or {}
+        selector = spec.get("selector") or {}
+        backends = [p for p in pods if selector and p["metadata"]["namespace"] == meta["namespace"]
+                    and _matches(selector, p["metadata"].get("labels") or {})]
+        for port in spec.get("ports") or []:
+            target = port.get("targetPort", port["port"])
+            answer.append({"service-key": f"{meta['name']}.{meta['namespace']}.svc.cluster.local|"
+                                          f"{port.get('name') or port['port']}",
+                           "hosts": [{"ip_address": p["status"].get("podIP"),
+                                      "port": target if isinstance(target, int) else port["port"]}
+                                     for p in backends]})
+    return answer
+
+
 def _payload(entry: dict, earlier: Payload | None) -> Payload:
     """An entry's body; an entry with only ``edits`` edits the one a base scenario set."""
     if earlier is not None and not {"file", "json", "body"} & entry.keys():
         body = earlier.body.decode()
     elif "file" in entry:
         body = (DATA / entry["file"]).read_text()
+    elif entry.get("generate") == "pilot-registration":
+        body = json.dumps(entry["_registration"], indent=1)
     elif "json" in entry:
         body = json.dumps(entry["json"])
     else:

@@ -61,7 +61,8 @@ MIXER_TARGET_DOWN = {
 
 
 def test_absence_that_prometheus_contradicts_proves_nothing(check_mixer):
-    no_reports = {"service": MIXER, "path": "metrics", "edits": [{"drop": 'grpc_method="Report"'}]}
+    no_reports = {"service": MIXER, "path": "metrics",
+                  "edits": [{"drop": 'grpc_method="Report"'}, {"drop": 'adapter="prometheus"'}]}
     results = check_mixer(proxy=[no_reports, MIXER_TARGET_DOWN])
     report = results["mixer.report-calls"]
     assert report["status"] == "error"
@@ -71,3 +72,10 @@ def test_absence_that_prometheus_contradicts_proves_nothing(check_mixer):
 
 def test_reports_seen_stand_even_when_prometheus_cannot_parse_the_page(check_mixer):
     assert check_mixer(proxy=[MIXER_TARGET_DOWN])["mixer.report-calls"]["status"] == "pass"
+
+
+def test_a_page_that_contradicts_itself_proves_nothing(check_mixer):
+    # Report's handled counter is gone, but its started counter and the Prometheus adapter's dispatches are there
+    handled_gone = {"service": MIXER, "path": "metrics", "edits": [{"drop": "^grpc_server_handled_total.*Report"}]}
+    report = check_mixer(proxy=[handled_gone])["mixer.report-calls"]
+    assert report["status"] == "error" and "contradicts itself" in report["summary"]

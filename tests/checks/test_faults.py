@@ -45,7 +45,7 @@ def test_forbidden_names_the_missing_permission_and_the_rest_runs(check_json):
     fd = results["envoy.fd-exhaustion"]
     assert fd["status"] == "error"
     assert "may not list pods cluster-wide" in fd["summary"] and "grant list on pods" in fd["summary"]
-    assert results["pilot.registration"]["status"] == "pass"
+    assert results["prometheus.scrape-config"]["status"] == "pass"
     assert results["mixer.report-calls"]["status"] == "pass"
 
 
