@@ -24,6 +24,7 @@ from bot.thread import Thread
 from checks.errors import AccessError
 from checks.runner import UnknownTarget, select
 from checks.service import run_on_cluster, unreachable_report
+from checks.successors import successor_groups
 from handlers.grammar import CheckRequest
 
 log = logging.getLogger("meshbot.jobs")
@@ -134,6 +135,10 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
         metrics.observe_checks(report.timings)
     except AccessError as exc:  # includes a kubeconfig that does not load
         report = unreachable_report(name, chosen, exc, cluster.istio_namespace)
+    groups = successor_groups(report.results, report.istio)
+    if groups:  # one line, not a wall of skips
+        thread.start(render.superseded(report, payload["targets"], groups, name))
+        return {"counts": report.counts, "duration_ms": report.duration_ms}
     findings.post(thread, ctx.index, report.results)
     quiet = [r for r in report.results if r.status not in findings.FINDINGS]
     if quiet:

@@ -62,6 +62,15 @@ def finished(report: Report, command: str) -> Message:
     return Message(text, blocks)
 
 
+def superseded(report: Report, targets: Sequence[str], groups: Sequence[str], cluster: str) -> Message:
+    """``check mixer`` on an istiod mesh: one line saying what replaced it, and a button per successor group."""
+    what = " ".join(targets)
+    text = (f"{report.cluster} runs Istio {report.istio.version or '(istiod)'} with istiod: {what} is gone there."
+            f" Its guide sections are answered today by the {', '.join(groups)} checks.")
+    buttons = [_button(f"Check {group}", f"check {group} on {cluster}", f"{RUN_ACTION}_{group}") for group in groups]
+    return Message(text, [_section(escape_mrkdwn(text)), ActionsBlock(elements=buttons)])
+
+
 def could_not_run(command: str, reason: str) -> Message:
     text = f"Could not run /mesh {command}: {reason}"
     return Message(text, [_section(escape_mrkdwn(text))])

@@ -29,3 +29,13 @@ def superseded(check_id: str, istio: Istio) -> Outcome | None:
         return None
     why, successor = SUCCESSORS[check_id]
     return skipped(f"{why}; on this istiod mesh see {successor}")
+
+
+def successor_groups(report_results, istio: Istio) -> list[str] | None:
+    """When every result is an old check skipped on istiod (``/mesh check mixer`` on a modern mesh), the groups of
+    the checks that answer those sections today, in order; else None."""
+    if istio.generation is not Generation.ISTIOD or not report_results:
+        return None
+    if any(r.check not in SUCCESSORS or r.status.value != "skip" for r in report_results):
+        return None
+    return list(dict.fromkeys(SUCCESSORS[r.check][1].split(".", 1)[0] for r in report_results))

@@ -158,7 +158,7 @@ def test_what_changed_between_firings_new_resolved_and_still_failing_for_how_lon
     clusters.set("staging", "istio-0.5.1-healthy")
     second = run_digest(config, T1 + timedelta(days=1))
     assert second["new"] == ["prod:envoy.fd-exhaustion"]
-    assert second["resolved"] == ["staging:mixer.report-calls", "staging:injection.apiserver-proxy"]
+    assert second["resolved"] == ["staging:mixer.report-calls", "staging:mixer.prometheus-dispatch"]
     blocks = str(parent(second).params["blocks"])
     assert "Since the previous digest (Mon 06 May 2024 09:00 UTC)" in blocks
     assert "New (1):" in blocks and "`prod` `envoy.fd-exhaustion` FAIL" in blocks

@@ -100,3 +100,20 @@ def test_deep_reads_every_sidecar_and_its_rerun_button_stays_deep(simulate, conf
     assert "every sidecar (--all-pods)" in str(fd.params["blocks"])
     rerun = [e for b in done.params["blocks"] if b["type"] == "actions" for e in b["elements"]][0]
     assert rerun["value"] == "check envoy.fd-exhaustion deep on prod"
+
+
+def test_check_mixer_on_an_istiod_mesh_is_one_line_with_a_telemetry_button(simulate, configure, serve, slack, worker):
+    sim, kubeconfig = simulate("istio-1.28.0-healthy")
+    configure({"prod": {"kubeconfig": str(kubeconfig)}})
+    app = serve()
+    worker()
+    app.post(sr.command("check mixer on prod", slack.response_url))
+    [done] = slack.wait_for(lambda s: [c for c in s.to("chat.update") if "is gone there" in c.params["text"]],
+                            timeout=60)
+    assert "Istio 1.28.0 with istiod: mixer is gone there" in done.params["text"]
+    buttons = [e for b in done.params["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["value"] for b in buttons] == ["check telemetry on prod"]
+    assert not replies(slack)  # no wall of skips in the thread
+    app.post(sr.click(buttons[0]["value"], slack.response_url, action_id=buttons[0]["action_id"]))
+    [ran] = slack.wait_for(finished, timeout=60)
+    assert "Istio 1.28.0" in ran.params["text"] and "pass" in ran.params["text"]
