@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole bot on one machine, nothing configured")
     demo.add_argument("--run", action="append", default=[], metavar="LINE", help="run LINE and exit (repeatable)")
+    demo.add_argument("--mixer", action="store_true", help="a broken Istio 0.5.1 (Mixer-era) mesh instead of istiod")
     return parser
 
 

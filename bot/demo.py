@@ -1,7 +1,7 @@
 """`meshbot demo`: the whole bot on one machine, with nothing configured.
 
 It starts a simulated Kubernetes cluster running a broken Istio mesh (the kubesim
-scenario ``demo-broken-mesh``), a job queue (the Redis at REDIS_URL when one
+scenario ``demo-modern-mesh``, istiod; ``demo-broken-mesh``, 0.5.1 with Mixer, with --mixer), a job queue (the Redis at REDIS_URL when one
 answers, with a real `meshbot worker` process; else an embedded stand-in: fakeredis
 and RQ's in-process SimpleWorker, since a forking worker cannot share fakeredis),
 the real Bolt app over HTTP on loopback, and the Slack stand-in (bot.slackstub) as
@@ -41,14 +41,14 @@ from bot import logs, slackstub
 from bot import queue as jobqueue
 from bot.config import DEFAULT_REDIS_URL, Secrets, load_config
 
-SCENARIO = "demo-broken-mesh"
+SCENARIOS = {"modern": "demo-modern-mesh", "mixer": "demo-broken-mesh"}  # istiod by default; --mixer for 0.5.1
 CLUSTER = "demo"
 CHANNEL, CHANNEL_NAME, USER, USER_NAME = "C0DEMO", "mesh-demo", "U0YOU", "you"
 ANSWER_SECONDS = 150.0  # a job's timeout (bot.queue.JOB_TIMEOUT) plus the worker's start-up
 DONE = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 HELP = """Type what you would type in Slack:
-  /mesh check mixer                              run the Mixer checks on the demo cluster
-  /mesh check all   /mesh list   /mesh help
+  /mesh check all                                run every check on the demo cluster
+  /mesh check proxies   /mesh check mixer   /mesh list   /mesh help
   @meshbot why are there no traces in zipkin?    ask; the answer comes in your thread
   click N                                        press the button shown as [N label]
   quit"""
@@ -58,7 +58,7 @@ log = logging.getLogger("meshbot.demo")
 
 def main(args) -> int:
     with ExitStack() as stack:
-        demo = Demo(stack, sys.stdout)
+        demo = Demo(stack, sys.stdout, SCENARIOS["mixer" if args.mixer else "modern"])
         stack.callback(os.dup2, os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         if args.run:
             ok = [demo.say(line) for line in args.run]
@@ -68,7 +68,7 @@ def main(args) -> int:
 
 
 class Demo:
-    def __init__(self, stack: ExitStack, out):
+    def __init__(self, stack: ExitStack, out, scenario: str):
         self.term = Terminal(out)
         self.dir = Path(tempfile.mkdtemp(prefix="meshbot-demo-"))
         self.failed = False  # when a line failed, its logs are kept for a look
@@ -76,7 +76,7 @@ class Demo:
         logfile = stack.enter_context(open(self.dir / "demo.log", "a"))
         logs.configure(stream=logfile)  # the terminal is Slack's; the JSON logs go to a file
 
-        sim = kubesim.Simulator(kubesim.load(SCENARIO)).start()
+        sim = kubesim.Simulator(kubesim.load(scenario)).start()
         stack.callback(sim.stop)
         kubeconfig = sim.write_kubeconfig(self.dir / "kubeconfig")
         config = self.dir / "meshbot.yaml"

@@ -18,10 +18,11 @@ QUESTION = "why are there no traces in zipkin?"
 LINES = ["/mesh check mixer", f"@meshbot {QUESTION}"]
 
 
-def demo(redis_url: str, tmp_path, lines=LINES, stdin: str | None = None) -> str:
+def demo(redis_url: str, tmp_path, lines=LINES, stdin: str | None = None, mixer: bool = True) -> str:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLACK_", "MESHBOT_", "PROMETHEUS_")) and k != "FORCE_COLOR"}
-    args = [sys.executable, "-m", "bot.cli", "demo"] + [a for line in lines for a in ("--run", line)]
+    args = [sys.executable, "-m", "bot.cli", "demo", *(["--mixer"] if mixer else [])] + [
+        a for line in lines for a in ("--run", line)]
     done = subprocess.run(args, env={**env, "REDIS_URL": redis_url, "NO_COLOR": "1"}, cwd=tmp_path, input=stdin,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -91,3 +92,14 @@ def test_demo_reads_lines_typed_at_its_prompt_and_buttons_can_be_clicked(tmp_pat
     assert "meshbot · message 4 updated" in out and "[2 Re-run]" in out
     assert "FAIL `clock.node-skew`" in out
     assert "meshbot only hears /mesh and @meshbot here" in out
+
+
+def test_the_demo_shows_an_istiod_mesh_by_default(tmp_path, simulate, capsys):
+    _, kubeconfig = simulate("demo-modern-mesh")
+    meshbot(["check", "proxies", "--kubeconfig", str(kubeconfig), "--json"])
+    failing = [r for r in json.loads(capsys.readouterr().out)["results"] if r["status"] == "fail"]
+    out = demo(CLOSED_REDIS_URL, tmp_path, lines=["/mesh check proxies", "/mesh check mixer"], mixer=False)
+    assert "Istio 1.28.0" in out and failing
+    for r in failing:
+        assert f"FAIL `{r['check']}` {r['summary']}" in out
+    assert "mixer is gone there" in out and "[2 Check telemetry]" in out
