@@ -1,8 +1,9 @@
 """`meshbot demo`: the whole bot on one machine, with nothing configured.
 
 It starts a simulated Kubernetes cluster running a broken Istio mesh (the kubesim
-scenario ``demo-modern-mesh``, istiod; ``demo-broken-mesh``, 0.5.1 with Mixer, with --mixer), a job queue (the Redis at REDIS_URL when one
-answers, with a real `meshbot worker` process; else an embedded stand-in: fakeredis
+scenario ``demo-modern-mesh``, istiod; with --mixer ``demo-broken-mesh``, 0.5.1), a job
+queue (the Redis at REDIS_URL when one answers, with a real `meshbot worker` process; else an
+embedded stand-in: fakeredis
 and RQ's in-process SimpleWorker, since a forking worker cannot share fakeredis),
 the real Bolt app over HTTP on loopback, and the Slack stand-in (bot.slackstub) as
 the app's Web API. What the user types is sent to the app as Slack would send it,
