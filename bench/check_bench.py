@@ -1,8 +1,8 @@
-"""`meshbot check all` on a simulated Istio 0.5.1 mesh of ~2,000 pods (or --pods N) with 20 ms added to
-every API request, side by side in one run with the guide's procedure as an engineer runs it with the
-real `kubectl` against the same simulator.
+"""`meshbot check all` on a simulated Istio 0.5.1 mesh (or, with --mesh istiod, an Istio 1.28.0 one) of
+~2,000 pods (or --pods N) with 20 ms added to every API request, side by side in one run with the guide's
+procedure as an engineer runs it with the real `kubectl` against the same simulator.
 
-    python bench/check_bench.py [--pods 2000] [--runs 5] [--latency-ms 20] [--skip-kubectl]
+    python bench/check_bench.py [--mesh mixer|istiod] [--pods 2000] [--runs 5] [--latency-ms 20] [--skip-kubectl]
 
 meshbot and the kubectl sequence take turns (meshbot, kubectl, meshbot, …) so both see the same machine.
 The kubectl sequence is the guide's commands in the guide's order, with read-only equivalents where the
@@ -29,18 +29,19 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = ROOT / "kubesim/scenarios/istio-0.5.1-healthy.yaml"
+BASES = {"mixer": ROOT / "kubesim/scenarios/istio-0.5.1-healthy.yaml",
+         "istiod": ROOT / "kubesim/scenarios/istio-1.28.0-healthy.yaml"}
 SHARES = {"default/productpage-v1": 700, "default/details-v1": 400, "default/ratings-v1": 300,
           "default/reviews-v1": 200, "default/reviews-v2": 200, "default/reviews-v3": 190}  # of 1,990
 NS = "istio-system"
 PROXY = "/api/v1/namespaces/istio-system/services/{}/proxy/{}"
 
 
-def start_simulator(workdir: Path, pods: int, latency_ms: float):
+def start_simulator(workdir: Path, pods: int, latency_ms: float, mesh: str = "mixer"):
     scale = pods / sum(SHARES.values())
     scenario = workdir / f"bench-{pods}-pods.yaml"
     scenario.write_text(yaml.safe_dump({
-        "description": f"istio-0.5.1-healthy with ~{pods} pods", "extends": str(BASE),
+        "description": f"{BASES[mesh].stem} with ~{pods} pods", "extends": str(BASES[mesh]),
         "workloads": {k: {"replicas": max(1, round(v * scale))} for k, v in SHARES.items()}}))
     kubeconfig = workdir / "kubeconfig"
     proc = subprocess.Popen([sys.executable, "-m", "kubesim", str(scenario), "--latency-ms", str(latency_ms),
@@ -142,12 +143,57 @@ def kubectl_sequence(kubeconfig: Path, url: str, cache: Path) -> dict:
             "failed": failed}
 
 
+def kubectl_modern_sequence(kubeconfig: Path, url: str, cache: Path) -> dict:
+    """The common-problems pages' procedure on an istiod mesh, as an engineer types it with kubectl only (istioctl's
+    proxy-status and check-inject port-forward or exec; their read-only inputs are read instead)."""
+    failed, count = [], 0
+    before = stats(url)
+    started = time.perf_counter()
+
+    def run(*args: str) -> str:
+        nonlocal count
+        count += 1
+        done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+                              capture_output=True, text=True)
+        if done.returncode:
+            failed.append(f"kubectl {' '.join(args)}: {done.stderr.strip()[:200]}")
+        return done.stdout.strip()
+
+    pods = "/api/v1/namespaces/istio-system/pods/{}/proxy/{}"
+    # Control plane: istiod running and ready, its endpoints, its metrics (pilot_xds, rejects)
+    istiod = run("-n", NS, "get", "pod", "-l", "app=istiod", "-o", "jsonpath={.items[0].metadata.name}")
+    run("-n", NS, "get", "pods", "-o", "wide")
+    run("get", "--raw", pods.format(f"{istiod}:8080", "ready"))
+    run("-n", NS, "get", "service", "istiod", "-o", "wide")  # kubesim serves no Endpoints
+    run("get", "--raw", pods.format(f"{istiod}:15014", "metrics"))
+    run("-n", NS, "logs", istiod, "--tail", "300")
+    # Injection: the webhooks' selectors and CA bundles, namespace labels, every pod (sidecar or not), events
+    run("get", "mutatingwebhookconfigurations", "-o", "yaml")
+    run("get", "validatingwebhookconfigurations", "-o", "yaml")
+    run("get", "namespaces", "--show-labels")
+    run("get", "pods", "-A", "-o", "yaml")
+    run("get", "events", "-A", "--field-selector", "reason=FailedCreate")
+    run("-n", NS, "get", "configmap", "istio-ca-root-cert", "-o", "yaml")
+    # Traffic and security: DestinationRules against PeerAuthentication, EnvoyFilters
+    run("get", "destinationrules,peerauthentications,envoyfilters", "-A", "-o", "yaml")
+    # Crashes and 426s: three sidecars' logs (nobody reads 2,000 by hand)
+    names = run("-n", "default", "get", "pods", "-o", "name").split()
+    for pod in names[:3]:
+        run("-n", "default", "logs", pod.split("/")[-1], "-c", "istio-proxy", "--tail", "300")
+    # Metrics: Prometheus' targets, the Telemetry resources
+    run("get", "--raw", PROXY.format("prometheus:9090", "api/v1/targets"))
+    run("get", "telemetries", "-A")
+    return {"wall_s": time.perf_counter() - started, "commands": count,
+            "requests": stats(url)["requests"] - before["requests"], "failed": failed}
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mesh", choices=sorted(BASES), default="mixer")
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -156,11 +202,12 @@ def main() -> int:
     use_kubectl = not args.skip_kubectl and shutil.which("kubectl")
     print(f"load before: {uptime()}")
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url, kubeconfig = start_simulator(Path(tmp), args.pods, args.latency_ms)
+        proc, url, kubeconfig = start_simulator(Path(tmp), args.pods, args.latency_ms, args.mesh)
+        sequence = kubectl_modern_sequence if args.mesh == "istiod" else kubectl_sequence
         try:
             meshbot, kubectl = [], []
             if use_kubectl:
-                warm = kubectl_sequence(kubeconfig, url, Path(tmp) / "cache")  # warms kubectl's discovery cache
+                warm = sequence(kubeconfig, url, Path(tmp) / "cache")  # warms kubectl's discovery cache
                 for line in warm["failed"]:
                     print(f"  FAILED {line}")
             for _ in range(args.runs):
@@ -169,7 +216,7 @@ def main() -> int:
                 print(f"meshbot check all: wall {m['wall_s']:.2f} s (process start to exit), run {m['run_s']:.2f} s,"
                       f" peak RSS {m['rss_mb']:.0f} MB, {m['requests']} API requests ({m['logs']} logs)", flush=True)
                 if use_kubectl:
-                    kubectl.append(kubectl_sequence(kubeconfig, url, Path(tmp) / "cache"))
+                    kubectl.append(sequence(kubeconfig, url, Path(tmp) / "cache"))
                     s = kubectl[-1]
                     print(f"kubectl sequence:  wall {s['wall_s']:.2f} s, {s['commands']} commands, "
                           f"{s['requests']} API requests", flush=True)
