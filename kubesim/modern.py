@@ -119,7 +119,8 @@ def has_cni(store: Store) -> bool:
 def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
     """Mutate a new pod the way istiod's injector would (shape of the release's golden injected pod)."""
     namespace = store.get("v1", "namespaces", None, pod["metadata"]["namespace"])
-    revision = injecting_revision(store, pod, namespace)
+    # ``revision``: the pod was injected by that revision when it was created (it may be gone since)
+    revision = str(facts["revision"]) if facts.get("revision") else injecting_revision(store, pod, namespace)
     if facts.get("injected") is False or (revision is None and not facts.get("injected")):
         return
     if any(c.get("name") == SIDECAR for c in pod["spec"].get("containers", [])):
@@ -128,6 +129,7 @@ def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
     istiod = istiod_deployment(store, revision)
     hub, tag = _image(istiod)
     tag = str(facts.get("proxy_version") or tag)
+    control_ns = (istiod or {}).get("metadata", {}).get("namespace", "istio-system")
     native = settings.get("native_sidecars")
     if native is None:
         native = _env(istiod, "ENABLE_NATIVE_SIDECARS") == "true"
@@ -141,7 +143,7 @@ def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
                       "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"],
              "env": [{"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
                      {"name": "CA_ADDRESS", "value": f"istiod{'' if revision == 'default' else '-' + revision}"
-                                                     ".istio-system.svc:15012"},
+                                                     f".{control_ns}.svc:15012"},
                      {"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"}],
              "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
              "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}
@@ -162,10 +164,23 @@ def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
         "volumes": ["workload-socket", "credential-socket", "workload-certs", "istio-envoy", "istio-data",
                     "istio-podinfo", "istio-token", "istiod-ca-cert"],
         "imagePullSecrets": None, "revision": revision})
-    annotations.setdefault("prometheus.io/scrape", "true")
-    annotations.setdefault("prometheus.io/port", "15020")
-    annotations.setdefault("prometheus.io/path", "/stats/prometheus")
+    _prometheus_merge(annotations, proxy)
     annotations.setdefault("istio.io/rev", revision)
+
+
+def _prometheus_merge(annotations: dict, proxy: dict) -> None:
+    """The injector's metrics merge (pkg/kube/inject/webhook.go applyPrometheusMerge): the app's prometheus.io
+    annotations move into the proxy's ISTIO_PROMETHEUS_ANNOTATIONS and point at the agent's 15020 instead."""
+    if annotations.get("prometheus.io/scrape", "true").lower() in ("false", "0", "f"):
+        return
+    if annotations.get("prometheus.io/port") == "15020":
+        return
+    app = {k: annotations.pop(f"prometheus.io/{k}") for k in ("scrape", "port", "path")
+           if f"prometheus.io/{k}" in annotations}
+    if app:
+        proxy["env"].append({"name": "ISTIO_PROMETHEUS_ANNOTATIONS", "value": json.dumps(app, separators=(",", ":"))})
+    annotations.update({"prometheus.io/port": "15020", "prometheus.io/path": "/stats/prometheus",
+                        "prometheus.io/scrape": "true"})
 
 
 # After the controllers ran ---------------------------------------------------------------------
@@ -182,6 +197,7 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
         if not store.get("v1", "namespaces", None, ns):
             store.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     _run_daemonsets(store, nodes, spec.get("daemonsets") or {})
+    _pod_ips(store, nodes)
     _container_states(store, workloads)
     if settings.get("istiod_patches", True):
         foreign = {name: (data_dir / path).read_text() for name, path in (settings.get("ca_bundles") or {}).items()}
@@ -245,8 +261,29 @@ def _run_daemonsets(store: Store, nodes: list[str], facts_by_key: dict) -> None:
                         "numberMisscheduled": 0, "observedGeneration": 1}
 
 
+def _pod_ips(store: Store, nodes: list[str]) -> None:
+    """One address per pod, from its node's pod CIDR (10.244.<node>.0/24); host-network pods keep the node's."""
+    index = {name: i for i, name in enumerate(nodes)}
+    used: dict[str, int] = {}
+    for pod in store.list("v1", "pods"):
+        node = pod["spec"].get("nodeName")
+        status = pod.setdefault("status", {})
+        if node not in index:
+            continue
+        status["hostIP"] = f"10.0.0.{10 + index[node]}"
+        if pod["spec"].get("hostNetwork"):
+            status["podIP"] = status["hostIP"]
+        else:
+            used[node] = used.get(node, 0) + 1
+            status["podIP"] = f"10.244.{index[node]}.{(used[node] % 250) + 4}" if used[node] < 250 else \
+                f"10.{245 + used[node] // 250}.{index[node]}.{used[node] % 250 + 4}"
+        status["podIPs"] = [{"ip": status["podIP"]}]
+
+
 def _owner_key(pod: dict) -> str | None:
     owner = next(iter(pod["metadata"].get("ownerReferences") or []), {})
+    if owner.get("kind") == "StatefulSet":
+        return f"{pod['metadata']['namespace']}/{owner['name']}"
     if owner.get("kind") != "ReplicaSet":
         return None
     return f"{pod['metadata']['namespace']}/{owner['name'].rsplit('-', 1)[0]}"
@@ -270,6 +307,8 @@ def _container_states(store: Store, workloads: dict) -> None:
                     if restarts.get(c["name"]) else {})}
                 for c in native]
         every = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+        if "ready" in facts and _ready(pod):
+            continue  # ``ready: N`` with waiting/terminated: the N ready replicas are the healthy ones
         for cs in every:
             term = (facts.get("terminated") or {}).get(cs["name"])
             if term:
@@ -449,11 +488,31 @@ def _ztunnel_metrics(scenario, pod: dict) -> str:
     return text
 
 
+def _refused(pod: dict, port: str) -> bool:
+    """The container that listens on ``port`` is not running (crash loop): nothing accepts the connection."""
+    status = pod.get("status") or {}
+    statuses = {cs["name"]: cs for cs in (status.get("containerStatuses") or [])
+                + (status.get("initContainerStatuses") or [])}
+    labels = _labels(pod)
+    if port in ("15020", "15021", "15090") and SIDECAR in statuses:
+        name = SIDECAR
+    elif labels.get("app") in ("istiod", "ztunnel") or labels.get("k8s-app") == "istio-cni-node":
+        name = pod["spec"]["containers"][0]["name"]
+    else:
+        return False
+    return "running" not in ((statuses.get(name) or {}).get("state") or {"running": {}})
+
+
 def _default(scenario, pod: dict, port: str, path: str) -> tuple[int, str]:
     labels = _labels(pod)
     ready = _ready(pod)
     if not _running(pod):
         return 503, "pod is not running\n"
+    if _refused(pod, port):  # the API server's proxy answers with a Status, as kube-apiserver does
+        return 503, json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": f"error trying to reach service: dial tcp "
+                                           f"{(pod.get('status') or {}).get('podIP')}:{port}: connect: "
+                                           "connection refused", "reason": "ServiceUnavailable", "code": 503})
     if labels.get("app") == "istiod":
         if port == "8080" and path == "ready":
             return (200, "") if ready else (503, "not ready\n")
@@ -516,31 +575,150 @@ def previous_log(scenario, pod: dict, container: str) -> str | None:
     return "".join(line.rstrip("\n") + "\n" for line in lines)
 
 
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _discovered(pod: dict) -> list[dict]:
+    """Prometheus' kubernetes_sd ``role: pod``: one target per declared container port (app containers, then init
+    containers), a port-less one for a container without ports; discovered labels as Prometheus names them."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    owner = next(iter(meta.get("ownerReferences") or []), {})
+    common = {"__meta_kubernetes_namespace": meta["namespace"], "__meta_kubernetes_pod_name": meta["name"],
+              "__meta_kubernetes_pod_ip": status.get("podIP", ""), "__meta_kubernetes_pod_host_ip": status.get("hostIP", ""),
+              "__meta_kubernetes_pod_node_name": pod["spec"].get("nodeName", ""),
+              "__meta_kubernetes_pod_phase": status.get("phase", ""),
+              "__meta_kubernetes_pod_ready": "true" if _ready(pod) else "false",
+              "__meta_kubernetes_pod_uid": meta.get("uid", ""),
+              "__meta_kubernetes_pod_controller_kind": owner.get("kind", ""),
+              "__meta_kubernetes_pod_controller_name": owner.get("name", "")}
+    for prefix, values in (("label", meta.get("labels") or {}), ("annotation", meta.get("annotations") or {})):
+        for key, value in values.items():
+            common[f"__meta_kubernetes_pod_{prefix}_{_sanitize(key)}"] = str(value)
+            common[f"__meta_kubernetes_pod_{prefix}present_{_sanitize(key)}"] = "true"
+    out = []
+    containers = [(c, False) for c in pod["spec"].get("containers") or []] + [
+        (c, True) for c in pod["spec"].get("initContainers") or []]
+    for container, init in containers:
+        base = {**common, "__meta_kubernetes_pod_container_name": container["name"],
+                "__meta_kubernetes_pod_container_image": container.get("image", ""),
+                "__meta_kubernetes_pod_container_init": "true" if init else "false"}
+        ports = container.get("ports") or []
+        if not ports and not init:
+            out.append({**base, "__address__": common["__meta_kubernetes_pod_ip"]})
+        for port in ports:
+            out.append({**base, "__address__": f"{common['__meta_kubernetes_pod_ip']}:{port['containerPort']}",
+                        "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                        "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+                        "__meta_kubernetes_pod_container_port_protocol": port.get("protocol", "TCP")})
+    return out
+
+
+def _relabel(labels: dict, rules: list[dict]) -> dict | None:
+    """Prometheus relabel_configs (replace, keep, drop, labelmap, labeldrop, labelkeep); None when dropped.
+    Accepts the operator's camelCase keys too (sourceLabels, targetLabel)."""
+    labels = dict(labels)
+    for rule in rules:
+        action = rule.get("action", "replace").lower()
+        pattern = rule.get("regex", "(.*)")  # a string field in Prometheus' Go config: YAML ``true`` means "true"
+        regex = re.compile(f"^(?:{str(pattern).lower() if isinstance(pattern, bool) else pattern})$")
+        sources = rule.get("source_labels") or rule.get("sourceLabels") or []
+        value = rule.get("separator", ";").join(labels.get(name, "") for name in sources)
+        replacement = re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", str(rule.get("replacement", "$1")))
+        target = rule.get("target_label") or rule.get("targetLabel")
+        if action == "keep" and not regex.match(value):
+            return None
+        if action == "drop" and regex.match(value):
+            return None
+        if action == "replace" and target and (match := regex.match(value)):
+            result = match.expand(replacement)
+            if result:
+                labels[target] = result
+            else:
+                labels.pop(target, None)
+        if action == "labelmap":
+            for name in list(labels):
+                if match := regex.match(name):
+                    labels[match.expand(replacement)] = labels[name]
+        if action == "labeldrop":
+            labels = {k: v for k, v in labels.items() if not regex.match(k)}
+        if action == "labelkeep":
+            labels = {k: v for k, v in labels.items() if regex.match(k) or k.startswith("__")}
+    return labels
+
+
+def _scrape_jobs(store: Store, namespace: str) -> list[dict]:
+    """The pod-role jobs Prometheus runs: the sample add-on's prometheus.yml, and what the operator generates from
+    PodMonitors (job ``<ns>/<name>``, pool ``podMonitor/<ns>/<name>/<i>``)."""
+    import yaml
+
+    jobs = []
+    for cm in store.list("v1", "configmaps", namespace):
+        text = (cm.get("data") or {}).get("prometheus.yml")
+        for job in (yaml.safe_load(text) or {}).get("scrape_configs") or [] if text else []:
+            if any(sd.get("role") == "pod" for sd in job.get("kubernetes_sd_configs") or []):
+                jobs.append({"name": job["job_name"], "job": job["job_name"], "rules": job.get("relabel_configs") or [],
+                             "path": job.get("metrics_path", "/metrics"), "interval": job.get("scrape_interval", "15s"),
+                             "select": lambda pod: True})
+    for api, plural in store.resources:
+        if plural != "podmonitors":
+            continue
+        for monitor in store.list(api, plural):
+            meta, spec = monitor["metadata"], monitor.get("spec") or {}
+            namespaces = spec.get("namespaceSelector") or {}
+            for i, endpoint in enumerate(spec.get("podMetricsEndpoints") or []):
+                def select(pod, spec=spec, namespaces=namespaces, ns=meta["namespace"]):
+                    in_ns = namespaces.get("any") or pod["metadata"]["namespace"] in (
+                        namespaces.get("matchNames") or [ns])
+                    return in_ns and selector_matches(spec.get("selector"), _labels(pod))
+                rules = list(endpoint.get("relabelings") or [])
+                if endpoint.get("port"):
+                    rules.insert(0, {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_container_port_name"],
+                                     "regex": endpoint["port"]})
+                jobs.append({"name": f"podMonitor/{meta['namespace']}/{meta['name']}/{i}",
+                             "job": f"{meta['namespace']}/{meta['name']}", "rules": rules,
+                             "path": endpoint.get("path", "/metrics"), "interval": endpoint.get("interval", "30s"),
+                             "select": select})
+    return jobs
+
+
 def _prometheus_targets(scenario) -> None:
-    """Prometheus' /api/v1/targets for the sample add-on's kubernetes-pods job: annotated pods, all up."""
+    """Prometheus' /api/v1/targets: its pod-role jobs applied to the pods with Prometheus' own discovery and
+    relabelling (so ``discoveredLabels`` hold the container port that was discovered and ``labels`` the relabelled
+    address), every target up. The server is Service ``prometheus``, or the one ``modern.prometheus`` names."""
     from kubesim.scenario import Payload
 
     store = scenario.store
-    service = next((s for s in store.list("v1", "services") if s["metadata"]["name"] == "prometheus"), None)
+    wanted = scenario.modern.settings.get("prometheus") or "/prometheus"
+    ns, _, name = wanted.rpartition("/")
+    service = next((s for s in store.list("v1", "services") if s["metadata"]["name"] == name
+                    and (not ns or s["metadata"]["namespace"] == ns)), None)
     if service is None:
         return
-    targets = []
-    for pod in store.list("v1", "pods"):
-        annotations = pod["metadata"].get("annotations") or {}
-        if annotations.get("prometheus.io/scrape") != "true" or not _running(pod):
-            continue
-        address = f"{pod['status'].get('podIP')}:{annotations.get('prometheus.io/port', '80')}"
-        path = annotations.get("prometheus.io/path", "/metrics")
-        targets.append({
-            "discoveredLabels": {"__address__": address, "__metrics_path__": path, "__scheme__": "http",
-                                 "job": "kubernetes-pods", "__meta_kubernetes_pod_name": pod["metadata"]["name"],
-                                 "__meta_kubernetes_namespace": pod["metadata"]["namespace"]},
-            "labels": {"instance": address, "job": "kubernetes-pods", "namespace": pod["metadata"]["namespace"],
-                       "pod": pod["metadata"]["name"]},
-            "scrapePool": "kubernetes-pods", "scrapeUrl": f"http://{address}{path}", "globalUrl": f"http://{address}{path}",
-            "lastError": "", "lastScrape": "2025-11-01T10:05:44.723715405Z", "lastScrapeDuration": 0.004,
-            "health": "up", "scrapeInterval": "15s", "scrapeTimeout": "10s"})
+    targets, seen = [], set()
+    for job in _scrape_jobs(store, service["metadata"]["namespace"]):
+        for pod in store.list("v1", "pods"):
+            if not _running(pod) or not job["select"](pod):
+                continue
+            for discovered in _discovered(pod):
+                discovered = {**discovered, "job": job["job"], "__metrics_path__": job["path"], "__scheme__": "http",
+                              "__scrape_interval__": job["interval"], "__scrape_timeout__": "10s"}
+                labels = _relabel(discovered, job["rules"])
+                if labels is None:
+                    continue
+                address = labels["__address__"] if ":" in labels["__address__"] else labels["__address__"] + ":80"
+                final = {k: v for k, v in labels.items() if not k.startswith("__")}
+                final.setdefault("instance", address)
+                key = (job["name"], tuple(sorted(final.items())))
+                if key in seen:  # Prometheus keeps one target per label set
+                    continue
+                seen.add(key)
+                url = f"{labels['__scheme__']}://{address}{labels['__metrics_path__']}"
+                targets.append({"discoveredLabels": discovered, "labels": final, "scrapePool": job["name"],
+                                "scrapeUrl": url, "globalUrl": url, "lastError": "",
+                                "lastScrape": "2025-11-01T10:05:44.723715405Z", "lastScrapeDuration": 0.004,
+                                "health": "up", "scrapeInterval": job["interval"], "scrapeTimeout": "10s"})
     body = json.dumps({"status": "success", "data": {"activeTargets": targets, "droppedTargets": []}})
     port = str(service["spec"]["ports"][0]["port"])
-    scenario.proxies[(service["metadata"]["namespace"], "prometheus", port, "api/v1/targets")] = Payload(
+    scenario.proxies[(service["metadata"]["namespace"], name, port, "api/v1/targets")] = Payload(
         200, body.encode(), "application/json")

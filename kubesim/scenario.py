@@ -267,9 +267,10 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
     injected = {n["metadata"]["name"] for n in store.list("v1", "namespaces")
                 if (n["metadata"].get("labels") or {}).get("istio-injection") == "enabled"}
     counter = 0
-    for deployment in store.list("apps/v1", "deployments"):
+    for deployment in store.list("apps/v1", "deployments") + store.list("apps/v1", "statefulsets"):
         meta = deployment["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
+        stateful = deployment["kind"] == "StatefulSet"  # pods NAME-0, NAME-1, … owned by the StatefulSet
         facts = workloads.get(key) or {}
         replicas = int(facts.get("replicas", deployment["spec"].get("replicas") or 1))
         deployment["spec"]["replicas"] = replicas
@@ -279,11 +280,12 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
         for i in range(replicas):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(template.get("metadata") or {}),
                    "spec": copy.deepcopy(template["spec"])}
-            pod["metadata"].update(name=f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}",
-                                   namespace=meta["namespace"])
+            pod["metadata"].update(name=f"{meta['name']}-{i}" if stateful else
+                                   f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}", namespace=meta["namespace"])
             pod["metadata"]["ownerReferences"] = [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True, "blockOwnerDeletion": True,
-                "name": f"{meta['name']}-{rs_hash}", "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}]
+                "apiVersion": "apps/v1", "kind": "StatefulSet" if stateful else "ReplicaSet", "controller": True,
+                "blockOwnerDeletion": True, "name": meta["name"] if stateful else f"{meta['name']}-{rs_hash}",
+                "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}]
             if modern_settings is not None:
                 modern.inject(store, pod, facts, modern_settings)
             elif meta["namespace"] in injected and not _has(pod, SIDECAR):
