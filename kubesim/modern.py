@@ -116,6 +116,20 @@ def has_cni(store: Store) -> bool:
     return any(_labels(d).get("k8s-app") == "istio-cni-node" for d in store.list("apps/v1", "daemonsets"))
 
 
+def _minor(version: str) -> tuple[int, int]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:2]) or (1, 28)
+
+
+def _native_sidecars(store: Store, istiod: dict | None, tag: str) -> bool:
+    """ENABLE_NATIVE_SIDECARS: false up to 1.26, ``auto`` from 1.27 (native where the kubelet is 1.33 or newer;
+    pkg/kube/inject/webhook.go DetectNativeSidecar; the pod is not scheduled yet, so every node must qualify)."""
+    mode = _env(istiod, "ENABLE_NATIVE_SIDECARS") or ("auto" if _minor(_image(istiod)[1]) >= (1, 27) else "false")
+    if mode != "auto":
+        return mode == "true"
+    nodes = store.list("v1", "nodes")
+    return bool(nodes) and all(_minor(n["status"]["nodeInfo"]["kubeletVersion"]) >= (1, 33) for n in nodes)
+
+
 def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
     """Mutate a new pod the way istiod's injector would (shape of the release's golden injected pod)."""
     namespace = store.get("v1", "namespaces", None, pod["metadata"]["namespace"])
@@ -132,7 +146,7 @@ def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
     control_ns = (istiod or {}).get("metadata", {}).get("namespace", "istio-system")
     native = settings.get("native_sidecars")
     if native is None:
-        native = _env(istiod, "ENABLE_NATIVE_SIDECARS") == "true"
+        native = _native_sidecars(store, istiod, tag)
     init_name = "istio-validation" if has_cni(store) else "istio-init"
     init = {"name": init_name, "image": f"{hub}/proxyv2:{tag}",
             "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
@@ -379,7 +393,9 @@ def _proxy_container(pod: dict) -> dict | None:
 
 
 def _tag(container: dict | None) -> str:
-    return (container or {}).get("image", ":1.28.0").rpartition(":")[2]
+    """The build version of an image: its tag without the image variant (``1.28.0-distroless`` runs 1.28.0)."""
+    tag = (container or {}).get("image", ":1.28.0").rpartition(":")[2]
+    return re.sub(r"-(distroless|debug)$", "", tag)
 
 
 def _revision(pod: dict) -> str:

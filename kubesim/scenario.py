@@ -9,7 +9,8 @@ A scenario is YAML:
     namespaces: {default: {istio-injection: enabled}}
     nodes: 3
     objects: [...]                 # extra objects
-    patches: [{kind, name, namespace?, merge: {...} | delete: true | edit: {field, replace, with}}]
+    patches: [{kind, name, namespace?, merge: {...} | delete: true | edit: {field, replace, with}
+               | env: {container?, set: {NAME: value}}}]   # env: a workload's container environment
     jobs: {ns/job: {failed: N} | {applies: [ns/configmap, key]}}   # what a Job did when it ran
     workloads: {ns/deployment: {replicas: N, ready: N, restarts: {container: N}, inject: {flag: value}}}
     proxy: [{service: ns/name:port, path, file|body|json, status?, edits?: [{drop|replace|with|append}]}]
@@ -214,6 +215,17 @@ def _apply_patch(store: Store, patch: dict) -> None:
         for key in parents:
             holder = holder[key]
         holder[leaf] = _edit(holder[leaf], patch["edit"])
+    if "env" in patch:  # set environment variables of a workload's container: {container?, set: {NAME: value}}
+        containers = obj["spec"]["template"]["spec"]["containers"]
+        container = next(c for c in containers if c["name"] == patch["env"].get("container", containers[0]["name"]))
+        for name, value in (patch["env"].get("set") or {}).items():
+            env = container.setdefault("env", [])
+            existing = next((e for e in env if e.get("name") == name), None)
+            if existing is None:
+                env.append({"name": name, "value": str(value)})
+            else:
+                existing.clear()
+                existing.update(name=name, value=str(value))
     _merge_patch(obj, patch.get("merge") or {})
 
 
