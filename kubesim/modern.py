@@ -216,7 +216,9 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
     if settings.get("istiod_patches", True):
         foreign = {name: (data_dir / path).read_text() for name, path in (settings.get("ca_bundles") or {}).items()}
         _istiod_patches(store, (data_dir / ROOT_CERT).read_text(), settings.get("validation_armed", True), foreign)
-    _redirect_ambient(store, workloads)
+    _redirect_ambient(scenario, workloads)
+    _ambient_status(store)
+    _deployment_status(store)
     for entry in spec.get("pod_proxy") or []:
         ns, _, selector = entry["pods"].partition("/")
         body = None
@@ -363,23 +365,250 @@ def _istiod_patches(store: Store, root_pem: str, arm_validation: bool, foreign: 
                     hook["failurePolicy"] = "Fail"
 
 
-def _redirect_ambient(store: Store, workloads: dict) -> None:
-    """istio-cni enrols pods of ambient namespaces (never ones with a sidecar) on nodes with a ztunnel."""
-    ztunnel_nodes = {p["spec"].get("nodeName") for p in store.list("v1", "pods")
-                     if _labels(p).get("app") == "ztunnel" and _ready(p)}
-    modes = {n["metadata"]["name"]: _labels(n).get("istio.io/dataplane-mode") for n in store.list("v1", "namespaces")}
+SANDBOX_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff"
+
+
+def _node_agents(store: Store) -> dict[str, dict[str, bool]]:
+    """Per node: is its ztunnel / istio-cni node agent pod there and Ready."""
+    out: dict[str, dict[str, bool]] = {}
     for pod in store.list("v1", "pods"):
-        mode = _labels(pod).get("istio.io/dataplane-mode") or modes.get(pod["metadata"]["namespace"])
-        if mode != "ambient" or pod["metadata"]["namespace"] in SYSTEM_NAMESPACES:
-            continue
+        role = "ztunnel" if _labels(pod).get("app") == "ztunnel" else (
+            "cni" if _labels(pod).get("k8s-app") == "istio-cni-node" else None)
+        if role:
+            out.setdefault(pod["spec"].get("nodeName"), {})[role] = _ready(pod)
+    return out
+
+
+def ambient_enrolled(store: Store, pod: dict) -> bool:
+    """The enablement selector istio-cni renders (AMBIENT_ENABLEMENT_SELECTOR): pod label ambient, or namespace label
+    ambient without pod label none; never system namespaces or host-network pods. A sidecar wins (podHasSidecar)."""
+    namespace = store.get("v1", "namespaces", None, pod["metadata"]["namespace"]) or {}
+    pod_mode = _labels(pod).get("istio.io/dataplane-mode")
+    mode = pod_mode or _labels(namespace).get("istio.io/dataplane-mode")
+    return (mode == "ambient" and pod_mode != "none" and pod["metadata"]["namespace"] not in SYSTEM_NAMESPACES
+            and not pod["spec"].get("hostNetwork"))
+
+
+def _redirect_ambient(scenario, workloads: dict) -> None:
+    """istio-cni enrols ambient pods (cni/pkg/nodeagent/meshdataplane_linux.go AddPodToMesh): with the node's agent
+    and ztunnel ready the pod is annotated ``enabled``; with the agent ready but no ztunnel connected it is annotated
+    ``pending`` and the CNI ADD fails; without a ready agent the plugin cannot reach it and the ADD fails. A pod whose
+    sandbox cannot be set up stays Pending (ContainerCreating) with kubelet's FailedCreatePodSandBox events.
+    Pods with a sidecar are never enrolled. ``workloads.<key>.redirection`` forces the annotation (a pod that was
+    enrolled before the node lost its agents keeps running)."""
+    store = scenario.store
+    agents = _node_agents(store)
+    if not any("cni" in a for a in agents.values()):
+        return
+    for pod in store.list("v1", "pods"):
         annotations = pod["metadata"].setdefault("annotations", {})
-        if "sidecar.istio.io/status" in annotations:
+        if not ambient_enrolled(store, pod) or "sidecar.istio.io/status" in annotations:
             continue
         value = (workloads.get(_owner_key(pod) or "") or {}).get("redirection")
-        if value is None:
-            value = "enabled" if pod["spec"].get("nodeName") in ztunnel_nodes else "none"
-        if value != "none":
-            annotations["ambient.istio.io/redirection"] = value
+        node = agents.get(pod["spec"].get("nodeName"), {})
+        if value is not None:
+            if value != "none":
+                annotations["ambient.istio.io/redirection"] = value
+            continue
+        if node.get("cni") and node.get("ztunnel"):
+            annotations["ambient.istio.io/redirection"] = "enabled"
+            continue
+        if node.get("cni"):
+            annotations["ambient.istio.io/redirection"] = "pending"
+            error = "unable to push CNI event (status code 500): no ztunnel connection\n"
+        else:
+            error = ('failed to send event request: Post "http://unix/cmdadd": dial unix '
+                     '/var/run/istio-cni/pluginevent.sock: connect: connection refused')
+        _sandbox_failed(store, pod, f'Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup '
+                                    f'network for sandbox "{SANDBOX_ID}": plugin type="istio-cni" name="istio-cni" '
+                                    f'failed (add): {error}')
+
+
+def _sandbox_failed(store: Store, pod: dict, message: str) -> None:
+    status = pod["status"]
+    status.update(phase="Pending", conditions=[{"type": "PodScheduled", "status": "True"},
+                                               {"type": "Initialized", "status": "False"},
+                                               {"type": "ContainersReady", "status": "False"},
+                                               {"type": "Ready", "status": "False"}])
+    status.pop("podIP", None)
+    status.pop("podIPs", None)
+    for cs in status.get("containerStatuses") or []:
+        cs.update(ready=False, started=False, restartCount=0, state={"waiting": {"reason": "ContainerCreating"}})
+        cs.pop("containerID", None)
+        cs.pop("lastState", None)
+    meta = pod["metadata"]
+    store.add({"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": "FailedCreatePodSandBox",
+               "metadata": {"name": f"{meta['name']}.{stable_suffix(meta['name'], 'sandbox', length=16)}",
+                            "namespace": meta["namespace"]},
+               "involvedObject": {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"],
+                                  "uid": meta.get("uid", ""), "apiVersion": "v1"},
+               "source": {"component": "kubelet", "host": pod["spec"].get("nodeName")},
+               "reportingComponent": "kubelet", "reportingInstance": pod["spec"].get("nodeName"),
+               "firstTimestamp": "2025-11-01T10:01:00Z", "lastTimestamp": "2025-11-01T10:09:30Z", "count": 27,
+               "message": message})
+
+
+def _deployment_status(store: Store) -> None:
+    """Deployments count the replicas that are Ready after the node agents had their say."""
+    for d in store.list("apps/v1", "deployments"):
+        key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
+        pods = [p for p in store.list("v1", "pods", d["metadata"]["namespace"]) if _owner_key(p) == key]
+        if pods and d.get("status"):
+            ready = sum(_ready(p) for p in pods)
+            d["status"].update(readyReplicas=ready, availableReplicas=ready)
+
+
+# Waypoints, bindings and policy status (what istiod writes) ------------------------------------
+
+WAYPOINT_CLASS = "istio-waypoint"
+
+
+def _waypoints(store: Store) -> list[dict]:
+    return [g for api, plural in list(store.resources) if plural == "gateways" and api.startswith("gateway.networking.k8s.io")
+            for g in store.list(api, plural) if (g.get("spec") or {}).get("gatewayClassName") == WAYPOINT_CLASS]
+
+
+def prepare(store: Store, spec: dict) -> None:
+    """Before the controllers run: istiod's GatewayClasses and, per waypoint Gateway, the ServiceAccount, Deployment
+    and Service of files/waypoint.yaml (istio-discovery chart 1.28.0; the Deployment is then run like any other)."""
+    gatewayclasses = next((api for api, plural in store.resources if plural == "gatewayclasses"
+                           and api == "gateway.networking.k8s.io/v1"), None)
+    ambient = any(_env(d, "PILOT_ENABLE_AMBIENT") == "true" for d in store.list("apps/v1", "deployments")
+                  if _labels(d).get("app") == "istiod")
+    if gatewayclasses:
+        classes = [("istio", "istio.io/gateway-controller", "The default Istio GatewayClass")]
+        if ambient:
+            classes.append((WAYPOINT_CLASS, "istio.io/mesh-controller", "The default Istio waypoint GatewayClass"))
+        for name, controller, description in classes:
+            store.add({"apiVersion": gatewayclasses, "kind": "GatewayClass", "metadata": {"name": name},
+                       "spec": {"controllerName": controller, "description": description},
+                       "status": {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                                  "message": "Handled by Istio controller", "observedGeneration": 1,
+                                                  "lastTransitionTime": "2025-11-01T10:00:00Z"}]}})
+    istiod = next((d for d in store.list("apps/v1", "deployments") if _labels(d).get("app") == "istiod"), None)
+    hub, tag = _image(istiod)
+    for gw in _waypoints(store):
+        name, ns = gw["metadata"]["name"], gw["metadata"]["namespace"]
+        labels = {"gateway.networking.k8s.io/gateway-name": name, "gateway.networking.k8s.io/gateway-class-name": WAYPOINT_CLASS}
+        owner = [{"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "Gateway", "name": name,
+                  "uid": gw["metadata"].get("uid", "")}]
+        for_ = _labels(gw).get("istio.io/waypoint-for")
+        store.add({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns,
+                                                                             "labels": labels, "ownerReferences": owner}})
+        store.add({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+            "name": name, "namespace": ns, "labels": {**labels, "gateway.istio.io/managed": "istio.io-mesh-controller"},
+            "ownerReferences": owner}, "spec": {
+            "selector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": name}},
+            "template": {"metadata": {
+                "annotations": {"istio.io/rev": "default", "prometheus.io/path": "/stats/prometheus",
+                                "prometheus.io/port": "15020", "prometheus.io/scrape": "true"},
+                "labels": {"sidecar.istio.io/inject": "false", "istio.io/dataplane-mode": "none",
+                           "service.istio.io/canonical-name": name, "service.istio.io/canonical-revision": "latest",
+                           **labels, "gateway.istio.io/managed": "istio.io-mesh-controller",
+                           **({"istio.io/waypoint-for": for_} if for_ else {})}},
+                "spec": {"serviceAccountName": name, "containers": [{
+                    "name": SIDECAR, "image": f"{hub}/proxyv2:{tag}",
+                    "args": ["proxy", "waypoint", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
+                             "--serviceCluster", f"{name}.$(POD_NAMESPACE)", "--proxyLogLevel", "warning",
+                             "--proxyComponentLogLevel", "misc:error", "--log_output_level", "default:info"],
+                    "ports": [{"containerPort": 15020, "name": "metrics", "protocol": "TCP"},
+                              {"containerPort": 15021, "name": "status-port", "protocol": "TCP"},
+                              {"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+                    "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}]}}}})
+        ports = [{"name": str(l.get("name")), "port": int(l.get("port")), "protocol": "TCP",
+                  "appProtocol": "all" if l.get("protocol") == "HBONE" else str(l.get("protocol", "")).lower()}
+                 for l in (gw.get("spec") or {}).get("listeners") or []]
+        store.add({"apiVersion": "v1", "kind": "Service", "metadata": {
+            "name": name, "namespace": ns, "labels": labels, "ownerReferences": owner,
+            "annotations": {"networking.istio.io/traffic-distribution": "PreferClose"}},
+            "spec": {"ipFamilyPolicy": "PreferDualStack", "type": "ClusterIP",
+                     "ports": [{"name": "status-port", "port": 15021, "protocol": "TCP", "appProtocol": "tcp"}] + ports,
+                     "selector": {"gateway.networking.k8s.io/gateway-name": name}}})
+
+
+def _condition(kind: str, status: bool, reason: str, message: str) -> dict:
+    return {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,
+            "observedGeneration": 1, "lastTransitionTime": "2025-11-01T10:00:10Z"}
+
+
+def _ambient_status(store: Store) -> None:
+    """Gateway, Service and AuthorizationPolicy status as istiod writes it for ambient (conversion.go
+    setProgrammedCondition, ambient/status.go, model/service.go conditions, ambient/authorization.go)."""
+    programmed = {}
+    for gw in _waypoints(store):
+        name, ns = gw["metadata"]["name"], gw["metadata"]["namespace"]
+        pods = [p for p in store.list("v1", "pods", ns)
+                if _labels(p).get("gateway.networking.k8s.io/gateway-name") == name]
+        service = store.get("v1", "services", ns, name) or {}
+        host = f"{name}.{ns}.svc.cluster.local"
+        ok = any(_ready(p) for p in pods)
+        programmed[(ns, name)] = ok
+        gw["status"] = {
+            "conditions": [
+                _condition("Accepted", True, "Accepted", "Resource accepted"),
+                _condition("Programmed", True, "Programmed", f"Resource programmed, assigned to service(s) {host}:15008")
+                if ok else _condition("Programmed", False, "AddressNotUsable",
+                                      f"Failed to assign to any requested addresses: hostname \"{host}\" has no ready "
+                                      "endpoints")],
+            "addresses": [{"type": "Hostname", "value": host}] + (
+                [{"type": "IPAddress", "value": service["spec"].get("clusterIP")}] if ok and service else []),
+            "listeners": [{"name": l.get("name"), "attachedRoutes": 0, "supportedKinds": [],
+                           "conditions": [_condition("Accepted", True, "Accepted", "No errors found"),
+                                          _condition("Programmed", True, "Programmed", "No errors found")]}
+                          for l in (gw.get("spec") or {}).get("listeners") or []]}
+    namespaces = {n["metadata"]["name"]: _labels(n) for n in store.list("v1", "namespaces")}
+    for svc in store.list("v1", "services"):
+        ns = svc["metadata"]["namespace"]
+        wanted = _labels(svc).get("istio.io/use-waypoint") or namespaces.get(ns, {}).get("istio.io/use-waypoint")
+        if not wanted or wanted == "none" or _labels(svc).get("gateway.networking.k8s.io/gateway-name"):
+            continue
+        wp_ns = _labels(svc).get("istio.io/use-waypoint-namespace") or namespaces.get(ns, {}).get(
+            "istio.io/use-waypoint-namespace") or ns
+        ref = f"{wp_ns}/{wanted}"
+        if programmed.get((wp_ns, wanted)):
+            cond = _condition("istio.io/WaypointBound", True, "WaypointAccepted", f"Successfully attached to waypoint {ref}")
+        else:
+            cond = _condition("istio.io/WaypointBound", False, "WaypointIsNotReady", f'waypoint "{ref}" is not ready')
+        svc.setdefault("status", {})["conditions"] = [cond]
+    ambient_pods = [p for p in store.list("v1", "pods") if ambient_enrolled(store, p)
+                    and "sidecar.istio.io/status" not in (p["metadata"].get("annotations") or {})]
+    root = "istio-system"
+    for api, plural in list(store.resources):
+        if plural != "authorizationpolicies":
+            continue
+        for policy in store.list(api, plural):
+            spec, ns = policy.get("spec") or {}, policy["metadata"]["namespace"]
+            if spec.get("targetRef") or spec.get("targetRefs"):
+                continue  # bound to a waypoint or gateway; ztunnel does not take it
+            selector = spec.get("selector")
+            selected = [p for p in ambient_pods if (ns == root or p["metadata"]["namespace"] == ns)
+                        and selector_matches(selector, _labels(p))]
+            if not selected:
+                continue
+            found = sorted({field for rule in spec.get("rules") or [] for field in _l7_fields(rule)})
+            if found:
+                boilerplate = ("DENY policy with HTTP attributes is enforced without the HTTP rules. This will be more "
+                               "restrictive than requested.") if spec.get("action") == "DENY" else (
+                    "Within an ALLOW policy, rules matching HTTP attributes are omitted. This will be more restrictive "
+                    "than requested.")
+                cond = _condition("ZtunnelAccepted", True, "UnsupportedValue",
+                                  f"ztunnel does not support HTTP attributes (found: {', '.join(found)}). In ambient "
+                                  f"mode you must use a waypoint proxy to enforce HTTP rules. {boilerplate}")
+            else:
+                cond = _condition("ZtunnelAccepted", True, "Accepted", "attached to ztunnel")
+            policy["status"] = {"conditions": [cond]}
+
+
+def _l7_fields(rule: dict) -> list[str]:
+    out = []
+    for to in rule.get("to") or []:
+        op = to.get("operation") or {}
+        out += [k for k in ("hosts", "notHosts", "methods", "notMethods", "paths", "notPaths") if op.get(k)]
+    for src in rule.get("from") or []:
+        source = src.get("source") or {}
+        out += [k for k in ("requestPrincipals", "notRequestPrincipals") if source.get(k)]
+    out += [w["key"] for w in rule.get("when") or [] if str(w.get("key", "")).startswith("request.")]
+    return out
 
 
 # Payloads -----------------------------------------------------------------------------------------
@@ -493,15 +722,69 @@ def _envoy_metrics(pod: dict, proxy: dict) -> str:
     return text
 
 
+def _openmetric(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> str:
+    """prometheus-client (Rust, 0.23) text: help ends with a period, counters get ``_total`` on their samples."""
+    lines = [f"# HELP {name} {help_text}.", f"# TYPE {name} {kind}"]
+    sample = f"{name}_total" if kind == "counter" else name
+    for labels, value in samples:
+        rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{sample}{{{rendered}}} {value:g}" if rendered else f"{sample} {value:g}")
+    return "\n".join(lines) + "\n"
+
+
 def _ztunnel_metrics(scenario, pod: dict) -> str:
+    """ztunnel's 15020/metrics (src/inpod/metrics.rs under ``workload_manager``, src/proxy/metrics.rs under ``istio``):
+    the node's captured pods as its active proxies, less the ones ``modern.ztunnel.<node>.lost`` says it lost."""
+    store = scenario.store
     node = pod["spec"].get("nodeName")
-    active = sum(1 for p in scenario.store.list("v1", "pods") if p["spec"].get("nodeName") == node
-                 and (p["metadata"].get("annotations") or {}).get("ambient.istio.io/redirection") == "enabled")
-    text = _metric("workload_manager_active_proxy_count", "gauge", [({}, active)], "The current number of proxies.")
-    text += _metric("workload_manager_pending_proxy_count", "gauge", [({}, 0)],
-                    "The current number of pending proxies.")
-    text += _metric("istio_build", "gauge", [({"component": "ztunnel", "tag": _tag(pod["spec"]["containers"][0])}, 1)])
-    return text
+    facts = ((scenario.modern.settings.get("ztunnel") or {}).get(node) or {})
+    captured = [p for p in store.list("v1", "pods") if p["spec"].get("nodeName") == node
+                and (p["metadata"].get("annotations") or {}).get("ambient.istio.io/redirection") == "enabled"]
+    active = max(len(captured) - int(facts.get("lost", 0)), 0)
+    pending = int(facts.get("pending", 0))
+    text = _openmetric("workload_manager_active_proxy_count", "gauge",
+                       "The total number current workloads with active proxies (unstable)", [({}, active)])
+    text += _openmetric("workload_manager_pending_proxy_count", "gauge",
+                        "The total number current workloads with pending proxies (unstable)", [({}, pending)])
+    text += _openmetric("workload_manager_proxies_started", "counter",
+                        "The total number of proxies that were started (unstable)", [({}, active + pending)])
+    text += _openmetric("workload_manager_proxies_stopped", "counter",
+                        "The total number of proxies that were stopped (unstable)", [({}, 0)])
+    text += _openmetric("istio_build", "gauge", "Istio component build info",
+                        [({"component": "ztunnel", "tag": _tag(pod["spec"]["containers"][0])}, 1)])
+    traffic = []
+    for dst in captured[:active]:
+        labels = _labels(dst)
+        ns = dst["metadata"]["namespace"]
+        app = labels.get("app", dst["metadata"]["name"])
+        traffic.append(({"reporter": "destination", "source_workload": "unknown", "source_canonical_service": "unknown",
+                         "source_canonical_revision": "unknown", "source_workload_namespace": "unknown",
+                         "source_principal": "unknown", "source_app": "unknown", "source_version": "unknown",
+                         "source_cluster": "unknown", "destination_service": f"{app}.{ns}.svc.cluster.local",
+                         "destination_service_namespace": ns, "destination_service_name": app,
+                         "destination_workload": _owner_key(dst).split("/")[1] if _owner_key(dst) else app,
+                         "destination_canonical_service": app,
+                         "destination_canonical_revision": labels.get("version", "latest"),
+                         "destination_workload_namespace": ns,
+                         "destination_principal": f"spiffe://cluster.local/ns/{ns}/sa/default",
+                         "destination_app": app, "destination_version": labels.get("version", "unknown"),
+                         "destination_cluster": "Kubernetes", "request_protocol": "tcp", "response_flags": "-",
+                         "connection_security_policy": "mutual_tls"}, 20))
+    text += _openmetric("istio_tcp_connections_opened", "counter", "The total number of TCP connections opened", traffic)
+    text += _openmetric("istio_tcp_connections_closed", "counter", "The total number of TCP connections closed", traffic)
+    return text + "# EOF\n"
+
+
+def ztunnel_log(pod: dict) -> list[str]:
+    """What a healthy ztunnel prints at start (tracing format: time, level, target, message, fields)."""
+    return ["2025-11-01T10:00:05.102342Z\tinfo\tztunnel\tversion: version.BuildInfo{Version:\"1.28.0\", "
+            "GitRevision:\"b8d1df54465060428c2a2a38286e360beb85fb31\", RustVersion:\"1.88.0\", BuildProfile:\"release\", "
+            "BuildStatus:\"Clean\", GitTag:\"1.28.0\", IstioVersion:\"1.28.0\"}",
+            "2025-11-01T10:00:05.231018Z\tinfo\txds::client:xds{id=1}\tStream established",
+            "2025-11-01T10:00:05.240990Z\tinfo\txds::client:xds{id=1}\treceived response\ttype_url=\"type.googleapis.com/"
+            "istio.workload.Address\" size=42 removes=0",
+            f"2025-11-01T10:00:05.301554Z\tinfo\tinpod::statemanager\tztunnel connected to istio-cni on node "
+            f"{pod['spec'].get('nodeName')}"]
 
 
 def _refused(pod: dict, port: str) -> bool:
@@ -573,6 +856,8 @@ def pod_proxy(scenario, pod: dict, port: str, path: str) -> tuple[int, bytes, st
             for edit in rule.edits:
                 body = _edit(body, edit)
     content_type = "application/json" if body.lstrip()[:1] in "[{" else "text/plain; version=0.0.4"
+    if body.rstrip().endswith("# EOF"):  # ztunnel answers in OpenMetrics
+        content_type = "application/openmetrics-text;charset=utf-8;version=1.0.0"
     return status, body.encode(), content_type
 
 

@@ -26,6 +26,23 @@ A scenario is YAML:
     workloads.<key>: {terminated: {c: {reason, exitCode}}, waiting: {c: reason}, proxy_version, injected,
                       redirection}   # modern only
     logs[].previous: true          # served for ?previous=true only (modern only)
+    logs[].node: node-2            # only the pods on that node (one ztunnel or istio-cni pod)
+
+Ambient (modern; istio-1.28.0-ambient.yaml renders istiod, istio-cni and ztunnel with the ambient profile):
+    namespaces/pods labelled istio.io/dataplane-mode=ambient are enrolled by istio-cni: annotation
+        ambient.istio.io/redirection=enabled when the node's istio-cni and ztunnel pods are Ready; `pending` and a
+        failed sandbox (pod Pending/ContainerCreating, kubelet FailedCreatePodSandBox event) when ztunnel is missing;
+        a failed sandbox without annotation when istio-cni is; a pod with a sidecar is never enrolled.
+        Break a node with daemonsets: {istio-system/ztunnel: {absent: [node-2]}} (or unready).
+    workloads.<key>.redirection: enabled|pending|none   # force the annotation (pods enrolled before a failure)
+    modern.ztunnel: {node-2: {lost: N, pending: N}}     # ztunnel holds N fewer captured pods than are annotated
+                                                        # (workload_manager_active_proxy_count), N pending
+    modern.prometheus: ns/name      # the Service of the Prometheus to serve /api/v1/targets for (default: prometheus)
+    Gateways with gatewayClassName istio-waypoint get istiod's ServiceAccount/Deployment/Service (files/waypoint.yaml)
+        and status (Accepted; Programmed True while a waypoint pod is Ready, else False AddressNotUsable); Services
+        using a waypoint (istio.io/use-waypoint on the Service or namespace) get condition istio.io/WaypointBound;
+        AuthorizationPolicies selecting ambient pods get ZtunnelAccepted (UnsupportedValue when they use HTTP fields).
+    workloads.<ns>/<waypoint>: {ready: 0, waiting: {istio-proxy: CrashLoopBackOff}}  # a waypoint that is not ready
 """
 
 from __future__ import annotations
@@ -59,6 +76,7 @@ class LogRule:
     selector: dict
     container: str
     lines: list[str]
+    node: str | None = None  # only the pods on this node (a DaemonSet's pod)
 
 
 @dataclass
@@ -87,11 +105,13 @@ class Scenario:
     def pod_log(self, pod: dict, container: str) -> str:
         meta = pod["metadata"]
         lines = []
-        if container == SIDECAR:
+        if container == SIDECAR and self.modern is not None and (meta.get("labels") or {}).get("app") == "ztunnel":
+            lines += modern.ztunnel_log(pod)
+        elif container == SIDECAR:
             lines += default_sidecar_log(meta["name"])
         for rule in self.logs:
             if rule.namespace == meta.get("namespace") and rule.container == container and _matches(
-                    rule.selector, meta.get("labels") or {}):
+                    rule.selector, meta.get("labels") or {}) and rule.node in (None, pod["spec"].get("nodeName")):
                 lines += rule.lines
         return "".join(line.rstrip("\n") + "\n" for line in lines)
 
@@ -174,6 +194,8 @@ def build(name: str, spec: dict) -> Scenario:
     nodes = _add_nodes(store, int(spec.get("nodes", 3)), (major, minor))
     _add_apiserver(store, nodes[0], spec.get("apiserver") or {})
     modern_settings = (spec.get("modern") or {}) if "modern" in spec else None
+    if modern_settings is not None:  # what istiod creates before pods exist (waypoint Deployments)
+        modern.prepare(store, spec)
     _run_controllers(store, nodes, spec.get("workloads") or {}, modern_settings)
     _run_jobs(store, spec.get("jobs") or {})
     if "modern" in spec:  # istiod-era behaviour: see kubesim/modern.py
@@ -183,7 +205,7 @@ def build(name: str, spec: dict) -> Scenario:
         scenario.proxies[key] = _payload(entry, scenario.proxies.get(key))
     for entry in [e for e in spec.get("logs") or [] if not e.get("previous")]:  # previous: see kubesim.modern
         scenario.logs.append(LogRule(entry["namespace"], _selector(entry.get("selector", "")), entry["container"],
-                                     list(entry.get("lines") or [])))
+                                     list(entry.get("lines") or []), entry.get("node")))
     for entry in spec.get("faults") or []:
         scenario.faults.append(Fault(re.compile(entry["path"]), entry.get("status"), entry.get("body"),
                                      float(entry.get("delay", 0))))
