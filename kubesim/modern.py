@@ -32,6 +32,7 @@ class Override:
     status: int | None
     body: str | None
     edits: list
+    node: str | None = None  # only the pod on this node (one ztunnel of the DaemonSet)
 
 
 @dataclass
@@ -230,7 +231,7 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
             body = str(entry["body"])
         state.overrides.append(Override(ns, _simple_selector(selector), str(entry["port"]),
                                         str(entry.get("path", "")).lstrip("/"), entry.get("status"), body,
-                                        list(entry.get("edits") or [])))
+                                        list(entry.get("edits") or []), entry.get("node")))
     for entry in spec.get("logs") or []:
         if entry.get("previous"):
             state.previous_logs.append((entry["namespace"], _simple_selector(entry.get("selector", "")),
@@ -848,7 +849,8 @@ def pod_proxy(scenario, pod: dict, port: str, path: str) -> tuple[int, bytes, st
     status, body = _default(scenario, pod, port, path)
     for rule in scenario.modern.overrides:
         if rule.namespace == pod["metadata"]["namespace"] and rule.port == port and rule.path == path and all(
-                _labels(pod).get(k) == v for k, v in rule.selector.items()):
+                _labels(pod).get(k) == v for k, v in rule.selector.items()) and rule.node in (
+                None, pod["spec"].get("nodeName")):
             if rule.body is not None:
                 body = rule.body
             if rule.status is not None:

@@ -21,7 +21,7 @@ A scenario is YAML:
     latency_ms: 0
     expect: {check-id: warn|fail|error}  # the verdicts that are not pass (or a skip by version)
     modern: {native_sidecars?, istiod_patches?, connected?}   # istiod-era mesh: kubesim/modern.py
-    pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?}]   # pods/NAME:PORT/proxy/PATH
+    pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?, node?}]   # pods/NAME:PORT/proxy/PATH
     daemonsets: {ns/name: {absent: [node], unready: [node]}}
     workloads.<key>: {terminated: {c: {reason, exitCode}}, waiting: {c: reason}, proxy_version, injected,
                       redirection}   # modern only
