@@ -220,6 +220,7 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
     _redirect_ambient(scenario, workloads)
     _ambient_status(store)
     _deployment_status(store)
+    _status_fields(store)
     for entry in spec.get("pod_proxy") or []:
         ns, _, selector = entry["pods"].partition("/")
         body = None
@@ -437,6 +438,7 @@ def _sandbox_failed(store: Store, pod: dict, message: str) -> None:
         cs.update(ready=False, started=False, restartCount=0, state={"waiting": {"reason": "ContainerCreating"}})
         cs.pop("containerID", None)
         cs.pop("lastState", None)
+        cs.pop("imageID", None)  # never pulled into a running sandbox
     meta = pod["metadata"]
     store.add({"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": "FailedCreatePodSandBox",
                "metadata": {"name": f"{meta['name']}.{stable_suffix(meta['name'], 'sandbox', length=16)}",
@@ -447,6 +449,19 @@ def _sandbox_failed(store: Store, pod: dict, message: str) -> None:
                "reportingComponent": "kubelet", "reportingInstance": pod["spec"].get("nodeName"),
                "firstTimestamp": "2025-11-01T10:01:00Z", "lastTimestamp": "2025-11-01T10:09:30Z", "count": 27,
                "message": message})
+
+
+def _status_fields(store: Store) -> None:
+    """Fields every container status carries (the real client requires image and imageID)."""
+    for pod in store.list("v1", "pods"):
+        status = pod.get("status") or {}
+        for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+            cs.setdefault("image", "")
+            started = "running" in (cs.get("state") or {}) or cs.get("restartCount")
+            digest = stable_suffix(cs["image"], length=12).encode().hex()
+            cs.setdefault("imageID", f"{cs['image'].rpartition(':')[0]}@sha256:{digest}" if started else "")
+            cs.setdefault("restartCount", 0)
+            cs.setdefault("ready", False)
 
 
 def _deployment_status(store: Store) -> None:
