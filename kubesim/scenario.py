@@ -24,7 +24,9 @@ A scenario is YAML:
     pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?, node?}]   # pods/NAME:PORT/proxy/PATH
     daemonsets: {ns/name: {absent: [node], unready: [node]}}
     workloads.<key>: {terminated: {c: {reason, exitCode}}, waiting: {c: reason}, proxy_version, injected,
-                      redirection}   # modern only
+                      redirection, revision}   # modern only; with ready: N below replicas only the unready
+                      # replicas crash (their ports refuse pods/proxy with 503); revision: injected by that revision
+                      # when created (it may be gone since). StatefulSets get pods NAME-0.. like Deployments do.
     logs[].previous: true          # served for ?previous=true only (modern only)
     logs[].node: node-2            # only the pods on that node (one ztunnel or istio-cni pod)
 
