@@ -9,7 +9,8 @@ A scenario is YAML:
     namespaces: {default: {istio-injection: enabled}}
     nodes: 3
     objects: [...]                 # extra objects
-    patches: [{kind, name, namespace?, merge: {...} | delete: true | edit: {field, replace, with}}]
+    patches: [{kind, name, namespace?, merge: {...} | delete: true | edit: {field, replace, with}
+               | env: {container?, set: {NAME: value}}}]   # env: a workload's container environment
     jobs: {ns/job: {failed: N} | {applies: [ns/configmap, key]}}   # what a Job did when it ran
     workloads: {ns/deployment: {replicas: N, ready: N, restarts: {container: N}, inject: {flag: value}}}
     proxy: [{service: ns/name:port, path, file|body|json|generate, status?, edits?: [{drop|replace|with|append}]}]
@@ -30,11 +31,30 @@ A scenario is YAML:
     latency_ms: 0
     expect: {check-id: warn|fail|error}  # the verdicts that are not pass (or a skip by version)
     modern: {native_sidecars?, istiod_patches?, connected?}   # istiod-era mesh: kubesim/modern.py
-    pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?}]   # pods/NAME:PORT/proxy/PATH
+    pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?, node?}]   # pods/NAME:PORT/proxy/PATH
     daemonsets: {ns/name: {absent: [node], unready: [node]}}
     workloads.<key>: {terminated: {c: {reason, exitCode}}, waiting: {c: reason}, proxy_version, injected,
-                      redirection}   # modern only
+                      redirection, revision}   # modern only; with ready: N below replicas only the unready
+                      # replicas crash (their ports refuse pods/proxy with 503); revision: injected by that revision
+                      # when created (it may be gone since). StatefulSets get pods NAME-0.. like Deployments do.
     logs[].previous: true          # served for ?previous=true only (modern only)
+    logs[].node: node-2            # only the pods on that node (one ztunnel or istio-cni pod)
+
+Ambient (modern; istio-1.28.0-ambient.yaml renders istiod, istio-cni and ztunnel with the ambient profile):
+    namespaces/pods labelled istio.io/dataplane-mode=ambient are enrolled by istio-cni: annotation
+        ambient.istio.io/redirection=enabled when the node's istio-cni and ztunnel pods are Ready; `pending` and a
+        failed sandbox (pod Pending/ContainerCreating, kubelet FailedCreatePodSandBox event) when ztunnel is missing;
+        a failed sandbox without annotation when istio-cni is; a pod with a sidecar is never enrolled.
+        Break a node with daemonsets: {istio-system/ztunnel: {absent: [node-2]}} (or unready).
+    workloads.<key>.redirection: enabled|pending|none   # force the annotation (pods enrolled before a failure)
+    modern.ztunnel: {node-2: {lost: N, pending: N}}     # ztunnel holds N fewer captured pods than are annotated
+                                                        # (workload_manager_active_proxy_count), N pending
+    modern.prometheus: ns/name      # the Service of the Prometheus to serve /api/v1/targets for (default: prometheus)
+    Gateways with gatewayClassName istio-waypoint get istiod's ServiceAccount/Deployment/Service (files/waypoint.yaml)
+        and status (Accepted; Programmed True while a waypoint pod is Ready, else False AddressNotUsable); Services
+        using a waypoint (istio.io/use-waypoint on the Service or namespace) get condition istio.io/WaypointBound;
+        AuthorizationPolicies selecting ambient pods get ZtunnelAccepted (UnsupportedValue when they use HTTP fields).
+    workloads.<ns>/<waypoint>: {ready: 0, waiting: {istio-proxy: CrashLoopBackOff}}  # a waypoint that is not ready
 """
 
 from __future__ import annotations
@@ -69,6 +89,7 @@ class LogRule:
     selector: dict
     container: str
     lines: list[str]
+    node: str | None = None  # only the pods on this node (a DaemonSet's pod)
 
 
 @dataclass
@@ -97,11 +118,13 @@ class Scenario:
     def pod_log(self, pod: dict, container: str) -> str:
         meta = pod["metadata"]
         lines = []
-        if container == SIDECAR:
+        if container == SIDECAR and self.modern is not None and (meta.get("labels") or {}).get("app") == "ztunnel":
+            lines += modern.ztunnel_log(pod)
+        elif container == SIDECAR:
             lines += default_sidecar_log(meta["name"])
         for rule in self.logs:
             if rule.namespace == meta.get("namespace") and rule.container == container and _matches(
-                    rule.selector, meta.get("labels") or {}):
+                    rule.selector, meta.get("labels") or {}) and rule.node in (None, pod["spec"].get("nodeName")):
                 lines += rule.lines
         return "".join(line.rstrip("\n") + "\n" for line in lines)
 
@@ -184,6 +207,8 @@ def build(name: str, spec: dict) -> Scenario:
     nodes = _add_nodes(store, int(spec.get("nodes", 3)), (major, minor))
     _add_apiserver(store, nodes[0], spec.get("apiserver") or {})
     modern_settings = (spec.get("modern") or {}) if "modern" in spec else None
+    if modern_settings is not None:  # what istiod creates before pods exist (waypoint Deployments)
+        modern.prepare(store, spec)
     _run_controllers(store, nodes, spec.get("workloads") or {}, modern_settings, set(spec.get("kube_inject") or []))
     _run_jobs(store, spec.get("jobs") or {})
     for patch in [p for p in spec.get("patches") or [] if p.get("after_jobs")]:
@@ -199,7 +224,7 @@ def build(name: str, spec: dict) -> Scenario:
         scenario.proxies[key] = _payload(entry, scenario.proxies.get(key))
     for entry in [e for e in spec.get("logs") or [] if not e.get("previous")]:  # previous: see kubesim.modern
         scenario.logs.append(LogRule(entry["namespace"], _selector(entry.get("selector", "")), entry["container"],
-                                     list(entry.get("lines") or [])))
+                                     list(entry.get("lines") or []), entry.get("node")))
     for entry in spec.get("faults") or []:
         scenario.faults.append(Fault(re.compile(entry["path"]), entry.get("status"), entry.get("body"),
                                      float(entry.get("delay", 0))))
@@ -231,6 +256,17 @@ def _apply_patch(store: Store, patch: dict) -> None:
         for key in parents:
             holder = holder[key]
         holder[leaf] = _edit(holder[leaf], patch["edit"])
+    if "env" in patch:  # set environment variables of a workload's container: {container?, set: {NAME: value}}
+        containers = obj["spec"]["template"]["spec"]["containers"]
+        container = next(c for c in containers if c["name"] == patch["env"].get("container", containers[0]["name"]))
+        for name, value in (patch["env"].get("set") or {}).items():
+            env = container.setdefault("env", [])
+            existing = next((e for e in env if e.get("name") == name), None)
+            if existing is None:
+                env.append({"name": name, "value": str(value)})
+            else:
+                existing.clear()
+                existing.update(name=name, value=str(value))
     _merge_patch(obj, patch.get("merge") or {})
 
 
@@ -285,9 +321,10 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
     injected = {n["metadata"]["name"] for n in store.list("v1", "namespaces")
                 if (n["metadata"].get("labels") or {}).get("istio-injection") == "enabled"}
     counter = 0
-    for deployment in store.list("apps/v1", "deployments"):
+    for deployment in store.list("apps/v1", "deployments") + store.list("apps/v1", "statefulsets"):
         meta = deployment["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
+        stateful = deployment["kind"] == "StatefulSet"  # pods NAME-0, NAME-1, … owned by the StatefulSet
         facts = workloads.get(key) or {}
         replicas = int(facts.get("replicas", deployment["spec"].get("replicas") or 1))
         deployment["spec"]["replicas"] = replicas
@@ -299,11 +336,12 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
         for i in range(replicas):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(template.get("metadata") or {}),
                    "spec": copy.deepcopy(template["spec"])}
-            pod["metadata"].update(name=f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}",
-                                   namespace=meta["namespace"])
+            pod["metadata"].update(name=f"{meta['name']}-{i}" if stateful else
+                                   f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}", namespace=meta["namespace"])
             pod["metadata"]["ownerReferences"] = [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True, "blockOwnerDeletion": True,
-                "name": f"{meta['name']}-{rs_hash}", "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}]
+                "apiVersion": "apps/v1", "kind": "StatefulSet" if stateful else "ReplicaSet", "controller": True,
+                "blockOwnerDeletion": True, "name": meta["name"] if stateful else f"{meta['name']}-{rs_hash}",
+                "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}]
             if modern_settings is not None:
                 modern.inject(store, pod, facts, modern_settings)
             elif meta["namespace"] in injected and not _has(pod, SIDECAR):

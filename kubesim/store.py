@@ -32,6 +32,7 @@ BUILTIN_KINDS: dict[str, tuple[str, str, bool]] = {
     "Job": ("batch/v1", "jobs", True),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers", True),
     "Ingress": ("networking.k8s.io/v1", "ingresses", True),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies", True),
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets", True),
     "Lease": ("coordination.k8s.io/v1", "leases", True),
     "MutatingWebhookConfiguration": ("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", False),

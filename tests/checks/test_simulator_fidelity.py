@@ -184,3 +184,60 @@ def test_a_patch_after_jobs_removes_what_the_post_install_job_applied(simulate):
                                                                            "istio-system", "rules")
         names = {r["metadata"]["name"] for r in rules["items"]}
         assert "promtcp" in names and "promhttp" not in names
+
+
+@pytest.fixture
+def ambient(simulate):
+    """An ambient mesh whose node-2 has no ztunnel, with a waypoint that cannot start."""
+    _, kubeconfig = simulate("blind-modern-1.28.0-ambient-ztunnel-missing", **{
+        "namespaces": {"default": {"istio.io/use-waypoint": "waypoint"}},
+        "objects": [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                     "metadata": {"name": "waypoint", "namespace": "default"},
+                     "spec": {"gatewayClassName": "istio-waypoint",
+                              "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}},
+                    {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "reviews", "namespace": "default"},
+                     "spec": {"podSelector": {"matchLabels": {"app": "reviews"}}, "policyTypes": ["Ingress"],
+                              "ingress": [{"ports": [{"port": 9080}]}]}}],
+        "workloads": {"default/waypoint": {"ready": 0, "waiting": {"istio-proxy": "CrashLoopBackOff"}}}})
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    with client.ApiClient(configuration) as api_client:
+        yield api_client
+
+
+def test_python_client_sees_ambient_capture_per_node(ambient):
+    core = client.CoreV1Api(ambient)
+    ztunnels = core.list_namespaced_pod("istio-system", label_selector="app=ztunnel").items
+    assert sorted(p.spec.node_name for p in ztunnels) == ["node-1", "node-3"]
+    pods = {p.metadata.name: p for p in core.list_namespaced_pod("default", label_selector="app").items}
+    on_node2 = [p for p in pods.values() if p.spec.node_name == "node-2" and not p.metadata.name.startswith("waypoint")]
+    assert on_node2 and all(p.metadata.annotations["ambient.istio.io/redirection"] == "pending"
+                            and p.status.phase == "Pending" for p in on_node2)
+    events = core.list_namespaced_event("default", field_selector="reason=FailedCreatePodSandBox").items
+    assert {e.involved_object.name for e in events} == {p.metadata.name for p in on_node2}
+    assert all('plugin type="istio-cni"' in e.message and "no ztunnel connection" in e.message for e in events)
+    node1 = next(p for p in ztunnels if p.spec.node_name == "node-1")
+    stats = core.connect_get_namespaced_pod_proxy_with_path(f"{node1.metadata.name}:15020", "istio-system", "metrics",
+                                                            _preload_content=False).data.decode()
+    captured = sum(1 for p in pods.values() if p.spec.node_name == "node-1"
+                   and (p.metadata.annotations or {}).get("ambient.istio.io/redirection") == "enabled")
+    assert f"workload_manager_active_proxy_count {captured}\n" in stats and stats.endswith("# EOF\n")
+    assert "istio_tcp_connections_opened_total{" in stats
+
+
+def test_python_client_reads_waypoint_and_policy_status(ambient):
+    gateway = client.CustomObjectsApi(ambient).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", "default", "gateways", "waypoint")
+    conditions = {c["type"]: c for c in gateway["status"]["conditions"]}
+    assert conditions["Accepted"]["status"] == "True" and conditions["Programmed"]["status"] == "False"
+    classes = client.CustomObjectsApi(ambient).list_cluster_custom_object("gateway.networking.k8s.io", "v1",
+                                                                          "gatewayclasses")
+    assert "istio-waypoint" in {c["metadata"]["name"] for c in classes["items"]}
+    deployment = client.AppsV1Api(ambient).read_namespaced_deployment("waypoint", "default")
+    assert deployment.status.ready_replicas == 0
+    service = client.CoreV1Api(ambient).read_namespaced_service("reviews", "default")
+    bound = next(c for c in service.status.conditions if c.type == "istio.io/WaypointBound")
+    assert (bound.status, bound.reason) == ("False", "WaypointIsNotReady")
+    policies = client.NetworkingV1Api(ambient).list_namespaced_network_policy("default").items
+    assert [p.spec.ingress[0].ports[0].port for p in policies] == [9080]
