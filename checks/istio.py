@@ -13,6 +13,17 @@ def deployments_input(namespace: str) -> Objects:
     return Objects(DEPLOYMENTS, namespace)
 
 
+ISTIOD_ANYWHERE = Objects(DEPLOYMENTS, None, "app=istiod")
+
+
+async def find_istiod(gatherer) -> str | None:
+    """The namespace of an istiod found by its label anywhere, or None (the default one is istio-system)."""
+    found = (await gatherer.gather([ISTIOD_ANYWHERE]))[ISTIOD_ANYWHERE]
+    if isinstance(found, Exception) or not found:
+        return None
+    return sorted(d["metadata"]["namespace"] for d in found)[0]
+
+
 def detect(namespace: str, deployments: list[dict]) -> Istio:
     by_name = {d["metadata"]["name"]: d for d in deployments}
     # revisioned control planes are istiod-<rev> (a canary upgrade runs several): the default one first

@@ -18,6 +18,7 @@ from checks.detect import (
     proxies,
     proxy_container,
     ready,
+    revision_of,
     running,
 )
 from checks.errors import BadPayload, ClusterError, ServerError
@@ -107,13 +108,16 @@ def istiod_ready(ctx: Context):
             problems.append(f"Deployment {ns}/{name} is scaled to 0 replicas")
         elif not ready_pods:
             problems.append(f"Deployment {ns}/{name} has no ready pod")
+        elif len(ready_pods) < wanted:
+            warnings.append(f"Deployment {ns}/{name} has {len(ready_pods)} of {wanted} pods ready")
         for p in mine:
             cs = _discovery_status(p)
             why = _termination(cs)
             if cs.get("restartCount"):
                 line = f"pod {name_of(p)}: discovery restarted {cs['restartCount']} times"
                 line += f" ({why})" if why else ""
-                (problems if not ready(p) else warnings).append(line)
+                # a crashing replica beside ready ones is degraded; with none ready, the no-ready finding says it
+                (problems if not ready_pods else warnings).append(line)
             answer = answers.get(name_of(p))
             if isinstance(answer, ClusterError):
                 unreachable.append(f"GET pods/{p['metadata']['name']}:8080/ready: {answer}")
@@ -148,9 +152,12 @@ def istiod_ready(ctx: Context):
 # Metrics ---------------------------------------------------------------------------------------
 
 def scraped(values: dict[str, object], what: str) -> tuple[dict[str, list[Sample]], list[str]]:
-    """Parse each pod's Prometheus answer: ({pod: samples}, [why a pod could not be read])."""
+    """Parse each pod's Prometheus answer: ({pod: samples}, [why a pod could not be read]). A page that arrived
+    damaged (cut short, not Prometheus text) is no reading at all: the check cannot tell (InputUnavailable)."""
     good, bad = {}, []
     for pod, answer in values.items():
+        if isinstance(answer, BadPayload):
+            raise InputUnavailable(BadPayload(f"{pod} {what}: {answer}"))
         if isinstance(answer, ClusterError):
             bad.append(f"{pod}: {answer}")
         elif isinstance(answer, Response) and answer.status != 200:
@@ -160,7 +167,7 @@ def scraped(values: dict[str, object], what: str) -> tuple[dict[str, list[Sample
             try:
                 good[pod] = parse(answer.text(), f"{pod} {what}")
             except BadPayload as exc:
-                bad.append(str(exc))
+                raise InputUnavailable(exc) from None
     return good, bad
 
 
@@ -202,6 +209,15 @@ def proxies_connected(ctx: Context):
     fix = ("istioctl proxy-status\n"
            f"kubectl -n {ns} logs -l app=istiod -c discovery --tail=100 | grep -i 'xds\\|connection'\n"
            f"kubectl -n {one['namespace']} logs {one['name']} -c istio-proxy | grep -i 'failed to connect\\|XDS'")
+    running_revisions = set(istiods(ctx.istio))
+    stranded = [p for p in proxies(pods) if revision_of(p) not in running_revisions]
+    if stranded:  # their control plane is gone: they cannot connect, whatever the count says
+        by_rev = sorted({revision_of(p) for p in stranded})
+        return failed(f"{len(stranded)} proxies belong to revision(s) {', '.join(by_rev)}, which no istiod runs",
+                      [f"stranded: {name_of(p)} (revision {revision_of(p)})" for p in stranded[:MAX_EVIDENCE]]
+                      + evidence, fix + "\n# re-inject them onto a running revision, e.g.\n"
+                      + "\n".join(f"kubectl -n {n} rollout restart deployment"
+                                   for n in sorted({p['metadata']['namespace'] for p in stranded})[:5]))
     if expected and total == 0:
         sample = [f"not connected: {name_of(p)}" for p in expected[:5]]
         return failed(f"istiod reports no connected proxy, but {len(expected)} proxies run", evidence + sample, fix)

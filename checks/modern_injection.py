@@ -11,8 +11,10 @@ from checks.detect import (
     ALL_PODS,
     ISTIOD,
     MAX_EVIDENCE,
+    MUTATING,
     SYSTEM_NAMESPACES,
     ambient_enrolled,
+    injector_hooks,
     istiod_env,
     istiods,
     labels,
@@ -20,34 +22,15 @@ from checks.detect import (
     namespace_labels,
     proxy_container,
     running,
+    selector_matches,
+    serves_revision,
 )
 from checks.injection import APISERVER_SELECTOR, _exempt, _proxy_env
-from checks.inputs import CONFIGMAPS, MUTATING_WEBHOOKS, PODS, SERVICES, Object, Objects
+from checks.inputs import CONFIGMAPS, PODS, SERVICES, Object, Objects
 from checks.model import Context, Istio, check, failed, passed, skipped, warned
 from checks.modern_inputs import EVENTS, VALIDATING_WEBHOOKS
 
-MUTATING = Objects(MUTATING_WEBHOOKS)
 VALIDATING = Objects(VALIDATING_WEBHOOKS)
-INJECTOR_SUFFIX = "sidecar-injector.istio.io"
-
-
-def selector_matches(selector: dict | None, have: dict) -> bool:
-    """metav1.LabelSelector semantics: matchLabels and matchExpressions, all must hold; empty matches all."""
-    selector = selector or {}
-    if any(have.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
-        present = key in have
-        if (op == "In" and have.get(key) not in values) or (op == "NotIn" and present and have[key] in values) or \
-                (op == "Exists" and not present) or (op == "DoesNotExist" and present):
-            return False
-    return True
-
-
-def injector_hooks(configs: list[dict]) -> list[tuple[dict, dict]]:
-    return [(c, h) for c in configs for h in c.get("webhooks") or []
-            if str(h.get("name", "")).endswith(INJECTOR_SUFFIX)]
 
 
 def matching_hooks(hooks: list[tuple[dict, dict]], pod: dict, ns_labels: dict) -> list[str]:
@@ -77,10 +60,9 @@ def selectors(ctx: Context):
     ns_labels = namespace_labels(ctx.get(ALL_NAMESPACES))
     hard, soft = [], []
     stale: dict[str, list[str]] = {}
-    served = {labels(c).get("istio.io/rev", "default") for c, _ in hooks}
     for ns, ls in sorted(ns_labels.items()):
         rev = ls.get("istio.io/rev")
-        if rev and rev not in served:
+        if rev and not serves_revision(hooks, rev):
             hard.append(f"Namespace {ns} asks for revision {rev}, which no injection webhook serves")
         if rev and "istio-injection" in ls:
             soft.append(f"Namespace {ns} carries both istio-injection and istio.io/rev (IST0123): istio-injection wins")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from checks.detect import (
     ALL_NAMESPACES,
@@ -20,6 +21,7 @@ from checks.detect import (
     proxies,
     proxy_container,
     proxy_status,
+    ready,
     revision_of,
     version_tuple,
 )
@@ -119,6 +121,8 @@ def http10(ctx: Context):
     found = proxies(ctx.get(ALL_PODS))
     if not found:
         return skipped("no proxy runs in this mesh")
+    if not any(ready(p) for p in found):
+        return skipped(f"none of the {len(found)} proxies is ready to be read (see proxies.crashes)")
     enabled = {rev for rev, d in istiods(ctx.istio).items() if istiod_env(d, "PILOT_HTTP10") in ("true", "1")}
     stats, unread = scraped(ctx.get(ENVOY_STATS), ":15090/stats/prometheus")
     if not stats:
@@ -202,6 +206,8 @@ def proxy_metrics(ctx: Context):
     found = proxies(ctx.get(ALL_PODS))
     if not found:
         return skipped("no proxy runs in this mesh (ambient without waypoints reports L4 metrics from ztunnel)")
+    if not any(ready(p) for p in found):
+        return skipped(f"none of the {len(found)} proxies is ready to be read (see proxies.crashes)")
     disabled = []
     for t in _telemetry_objects(ctx):
         for m in (t.get("spec") or {}).get("metrics") or []:
@@ -218,7 +224,8 @@ def proxy_metrics(ctx: Context):
     evidence.append(f"scraped {len(stats)} of {len(found)} proxies on :15090" +
                     (f" ({len(unread)} failed)" if unread else ""))
     fix = ("kubectl get telemetry -A -o yaml\n"
-           "kubectl exec deploy/PROMETHEUS -- wget -qO- 'localhost:9090/api/v1/query?query=istio_requests_total'\n"
+           f"kubectl get --raw '/api/v1/namespaces/{ctx.istio.namespace}/services/prometheus:9090/proxy/api/v1/"
+           "query?query=istio_requests_total'\n"
            "# a proxy emits metrics only after it served traffic: send some requests first")
     if not emitting:
         return failed("no sampled proxy exposes Istio's standard metrics", disabled + evidence, fix)
@@ -250,14 +257,30 @@ def _scrape_inputs(istio: Istio) -> tuple:
     return ALL_PODS, PrometheusTargets()
 
 
+PROXY_METRICS_PORTS = {"15020", "15090"}  # the agent's merged port (annotations), Envoy's own (the PodMonitor)
+
+
+def _scrapes_a_proxy(target: dict, pods: list[dict]) -> bool:
+    """Whether a target scrapes a proxy's metrics port. Its discovered address is the pod's first declared port,
+    not the one scraped (relabelling rewrites it): the scrape URL says which port, the pod labels which pod."""
+    url = urlsplit(str(target.get("scrapeUrl", "")))
+    if str(url.port) not in PROXY_METRICS_PORTS:
+        return False
+    found = target.get("discoveredLabels") or {}
+    pod = (found.get("__meta_kubernetes_namespace"), found.get("__meta_kubernetes_pod_name"))
+    if pod[1]:
+        return any((p["metadata"]["namespace"], p["metadata"]["name"]) == pod for p in pods)
+    return any((p.get("status") or {}).get("podIP") == url.hostname for p in pods)
+
+
 @check(id="telemetry.prometheus-scrape", title="Prometheus scrapes the proxies",
        section="verify-prometheus-configuration",
        generations=ISTIOD, inputs=_scrape_inputs,
        signatures=("prometheus.io/scrape", "prometheus.io/port", "15020", "PodMonitor", "kubernetes-pods",
                    "api/v1/targets", "up == 0"))
 def prometheus_scrape(ctx: Context):
-    """Asks Prometheus' targets API (through the API server's service proxy) whether the proxies' merged metrics
-    port (15020, from the injector's prometheus.io annotations) is scraped and up."""
+    """Asks Prometheus' targets API (through the API server's service proxy) whether the proxies are scraped, on
+    the merged port 15020 (the injector's prometheus.io annotations) or Envoy's 15090 (a PodMonitor), and up."""
     found = ctx.get(PrometheusTargets())
     if found is None:
         return skipped("no Prometheus Service found (labels app.kubernetes.io/name=prometheus or app=prometheus)")
@@ -269,8 +292,7 @@ def prometheus_scrape(ctx: Context):
     except (ValueError, AttributeError):
         raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON")) from None
     pods = proxies(ctx.get(ALL_PODS))
-    # injected pods are scraped on the agent's merged port (prometheus.io/port: "15020")
-    mine = [t for t in targets if str((t.get("discoveredLabels") or {}).get("__address__", "")).endswith(":15020")]
+    mine = [t for t in targets if _scrapes_a_proxy(t, pods)]
     down = [t for t in mine if t.get("health") != "up"]
     fix = (f"kubectl -n {endpoint.namespace} get configmap prometheus -o yaml | grep -A30 kubernetes-pods\n"
            "kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.name} "
@@ -315,8 +337,12 @@ def certificates(ctx: Context):
                 hard.append(f"{pod}: workload certificate expires in {int(s.value)} s (rotation failed)")
             elif s.value < ROTATION_DUE * 0.9:
                 soft.append(f"{pod}: workload certificate is past its renewal time ({int(s.value // 3600)} h left)")
-    if any(True for _ in ctx.maybe(istiod_metrics(ctx.istio), {}) or {}):
-        good, _ = scraped(ctx.get(istiod_metrics(ctx.istio)), ":15014/metrics")
+    try:  # the CA's own expiry is an extra signal: a damaged istiod page leaves the proxies' answer standing
+        good, _ = scraped(ctx.maybe(istiod_metrics(ctx.istio), {}) or {}, ":15014/metrics")
+    except InputUnavailable as exc:
+        good = {}
+        evidence.append(f"root expiry not read: {exc}")
+    if good:
         for pod, samples in good.items():
             for s in find(samples, "citadel_server_root_cert_expiry_seconds"):
                 evidence.append(f"{pod}: root certificate expires in {int(s.value // 86400)} days")

@@ -8,7 +8,6 @@ from checks.model import Context, Istio, check, failed, passed, skipped, warned
 
 DESTINATION_RULES = tuple(Objects(Kind(f"networking.istio.io/{v}", "destinationrules")) for v in ("v1", "v1beta1"))
 PEER_AUTHENTICATIONS = tuple(Objects(Kind(f"security.istio.io/{v}", "peerauthentications")) for v in ("v1", "v1beta1"))
-VIRTUAL_SERVICES = tuple(Objects(Kind(f"networking.istio.io/{v}", "virtualservices")) for v in ("v1", "v1beta1"))
 ORIGINATING = {"DISABLE", "SIMPLE", "MUTUAL"}  # modes that do not speak Istio mTLS to the server's sidecar
 
 
@@ -21,23 +20,7 @@ def _first(ctx: Context, keys: tuple) -> list[dict]:
 
 
 def _inputs(istio: Istio) -> tuple:
-    return (ALL_PODS, Objects(SERVICES)) + DESTINATION_RULES + PEER_AUTHENTICATIONS + VIRTUAL_SERVICES
-
-
-def routed_subsets(virtual_services: list[dict]) -> set[tuple[str, str, str]]:
-    """(namespace, host's short name, subset) of every route destination that names a subset."""
-    out = set()
-    for vs in virtual_services:
-        spec = vs.get("spec") or {}
-        for kind in ("http", "tcp", "tls"):
-            for route in spec.get(kind) or []:
-                for dest in route.get("route") or []:
-                    d = dest.get("destination") or {}
-                    if d.get("subset"):
-                        host = str(d.get("host", ""))
-                        ns = host.split(".")[1] if host.count(".") >= 1 else vs["metadata"]["namespace"]
-                        out.add((ns, host.split(".")[0], d["subset"]))
-    return out
+    return (ALL_PODS, Objects(SERVICES)) + DESTINATION_RULES + PEER_AUTHENTICATIONS
 
 
 def effective_mode(pod: dict, policies: list[dict], root: str) -> str:
@@ -69,15 +52,14 @@ def _service_for(host: str, dr_ns: str, services: dict) -> dict | None:
                    "PeerAuthentication", "STRICT", "subset"))
 def destination_rule_tls(ctx: Context):
     """For each DestinationRule, resolves its host to a Service and that Service's pods, and compares the TLS mode
-    it sets (top level and per port) with the PeerAuthentication in force on those pods; also checks that every
-    subset selects at least one pod (a subset without pods answers 503 UH)."""
+    it sets (top level and per port) with the PeerAuthentication in force on those pods. A subset that selects no
+    pod is configuration analysis (IST0173, `check config`), not this section's TLS conflict."""
     rules = _first(ctx, DESTINATION_RULES)
     if not rules:
         return skipped("no DestinationRule in the mesh")
     policies = _first(ctx, PEER_AUTHENTICATIONS)
     services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in ctx.get(Objects(SERVICES))}
     pods = ctx.get(ALL_PODS)
-    routed = routed_subsets(_first(ctx, VIRTUAL_SERVICES))
     hard, soft = [], []
     for dr in rules:
         spec = dr.get("spec") or {}
@@ -101,12 +83,6 @@ def destination_rule_tls(ctx: Context):
                     for p in backing):
                 soft.append(f"DestinationRule {name_of(dr)} sends Istio mTLS to {spec.get('host')}, whose pods have "
                             "no proxy to terminate it")
-        for subset in spec.get("subsets") or []:
-            want = subset.get("labels") or {}
-            used = (service["metadata"]["namespace"], service["metadata"]["name"], subset.get("name")) in routed
-            if used and backing and not any(all(labels(p).get(k) == v for k, v in want.items()) for p in backing):
-                hard.append(f"DestinationRule {name_of(dr)} subset {subset.get('name')} ({want}) selects none of "
-                            f"{spec.get('host')}'s pods (IST0173), and a VirtualService routes to it: 503 UH")
     fix = ("kubectl get destinationrule,peerauthentication -A\n"
            "istioctl analyze -A\n"
            "# inside the mesh let auto mTLS choose: drop trafficPolicy.tls, or set mode ISTIO_MUTUAL")

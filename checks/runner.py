@@ -108,6 +108,13 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
         found = (await gatherer.gather([detection_key]))[detection_key]
         detection_error = found if isinstance(found, ClusterError) else None
         istio = istio_mod.detect(namespace, [] if detection_error else found)
+        if istio.generation is None and not detection_error:  # istiod installed elsewhere (istio-control, ...)
+            elsewhere = await istio_mod.find_istiod(gatherer)
+            if elsewhere:
+                detection_key = istio_mod.deployments_input(elsewhere)
+                found = (await gatherer.gather([detection_key]))[detection_key]
+                if not isinstance(found, ClusterError):
+                    istio = istio_mod.detect(elsewhere, found)
 
         runnable = [c for c in checks if _skip_reason(c, istio, detection_error) is None]
         declared = {c.id: frozenset(c.inputs(istio)) | {detection_key} for c in runnable}
