@@ -1,6 +1,6 @@
 """The istiod-era checks, in the order of the "Common problems" pages (appended to the catalogue)."""
 
-from checks import detect, istiod, modern_injection, modern_proxies, modern_traffic
+from checks import ambient, detect, istiod, modern_injection, modern_proxies, modern_traffic
 
 MODERN_CHECKS = (
     detect.detect,
@@ -18,4 +18,9 @@ MODERN_CHECKS = (
     modern_proxies.certificates,
     modern_proxies.proxy_metrics,
     modern_proxies.prometheus_scrape,
+    ambient.mtls_plaintext,
+    ambient.node_agents,
+    ambient.captured,
+    ambient.hbone_policy,
+    ambient.waypoints,
 )

@@ -13,7 +13,6 @@ from checks.detect import (
     MAX_EVIDENCE,
     MUTATING,
     SYSTEM_NAMESPACES,
-    ambient_enrolled,
     injector_hooks,
     istiod_env,
     istiods,
@@ -73,13 +72,10 @@ def selectors(ctx: Context):
         ns = pod["metadata"]["namespace"]
         matched = matching_hooks(hooks, pod, ns_labels.get(ns, {}))
         has_proxy = proxy_container(pod)[0] is not None
-        injected = "sidecar.istio.io/status" in ((pod["metadata"].get("annotations")) or {})
         if len({m.split("/")[0] for m in matched}) > 1:
             hard.append(f"{name_of(pod)} is matched by {', '.join(matched)}: two injectors would both inject it")
         if matched and not has_proxy:
             stale.setdefault(ns, []).append(pod["metadata"]["name"])
-        if injected and ambient_enrolled(pod, ns_labels.get(ns, {})):
-            soft.append(f"{name_of(pod)} has a sidecar in an ambient namespace: ztunnel leaves it alone")
     for ns, names in sorted(stale.items()):
         soft.append(f"{len(names)} pod(s) in {ns} have no sidecar although a webhook now selects them "
                     f"(created before the label?): {', '.join(names[:4])}")

@@ -14,6 +14,7 @@ from checks.detect import (
     MAX_EVIDENCE,
     PerPod,
     image_tag,
+    is_ztunnel,
     istiod_env,
     istiod_version,
     istiods,
@@ -23,6 +24,7 @@ from checks.detect import (
     proxy_status,
     ready,
     revision_of,
+    running,
     version_tuple,
 )
 from checks.errors import BadPayload
@@ -152,14 +154,15 @@ def _skew_inputs(istio: Istio) -> tuple:
 def version_skew(ctx: Context):
     """Compares each proxy's image tag with the istiod revision that injected it; pods keep the proxy they were
     created with, so after an upgrade they need a restart."""
-    found = proxies(ctx.get(ALL_PODS))
+    pods = ctx.get(ALL_PODS)
+    found = proxies(pods) + [p for p in pods if is_ztunnel(p) and running(p)]  # ztunnels are xDS clients too
     planes = {rev: version_tuple(istiod_version(d)) for rev, d in istiods(ctx.istio).items()}
     if not found or not planes:
         return skipped("no proxy or no istiod to compare")
     newest = max(planes.values())
     behind, far, namespaces = [], [], set()
     for p in found:
-        tag = image_tag(proxy_container(p)[0])
+        tag = image_tag(proxy_container(p)[0] or (p["spec"].get("containers") or [{}])[0])
         plane = planes.get(revision_of(p), newest)
         have = version_tuple(tag)
         if not have or have[:2] == plane[:2]:

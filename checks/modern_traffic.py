@@ -11,7 +11,8 @@ PEER_AUTHENTICATIONS = tuple(Objects(Kind(f"security.istio.io/{v}", "peerauthent
 ORIGINATING = {"DISABLE", "SIMPLE", "MUTUAL"}  # modes that do not speak Istio mTLS to the server's sidecar
 
 
-def _first(ctx: Context, keys: tuple) -> list[dict]:
+def first_served(ctx: Context, keys: tuple) -> list[dict]:
+    """The objects of a kind at the newest API version the cluster serves."""
     for key in keys:
         value = ctx.maybe(key)
         if value is not None:
@@ -54,10 +55,10 @@ def destination_rule_tls(ctx: Context):
     """For each DestinationRule, resolves its host to a Service and that Service's pods, and compares the TLS mode
     it sets (top level and per port) with the PeerAuthentication in force on those pods. A subset that selects no
     pod is configuration analysis (IST0173, `check config`), not this section's TLS conflict."""
-    rules = _first(ctx, DESTINATION_RULES)
+    rules = first_served(ctx, DESTINATION_RULES)
     if not rules:
         return skipped("no DestinationRule in the mesh")
-    policies = _first(ctx, PEER_AUTHENTICATIONS)
+    policies = first_served(ctx, PEER_AUTHENTICATIONS)
     services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in ctx.get(Objects(SERVICES))}
     pods = ctx.get(ALL_PODS)
     hard, soft = [], []
