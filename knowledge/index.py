@@ -47,9 +47,12 @@ PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a se
 SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
-FIELD_WEIGHTS = {"heading": 3, "signatures": 2, "symptoms": 1, "body": 1, "commands": 1}
+# The context (the headings above a section, its page's topic) says where it is, not what it answers.
+FIELD_WEIGHTS = {"heading": 3, "subheadings": 2, "signatures": 2, "symptoms": 1, "context": 1, "body": 1,
+                 "commands": 1}
 # How much of a question word's information a section accounts for, by the field it is found in.
-COVER = {"heading": 1.0, "signatures": 1.0, "symptoms": 1.0, "body": 0.7, "commands": 0.7}
+COVER = {"heading": 1.0, "subheadings": 1.0, "signatures": 1.0, "symptoms": 1.0, "context": 0.5, "body": 0.7,
+         "commands": 0.7}
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 EVIDENCE = 2.0  # matched question words needed for full confidence
 
@@ -257,9 +260,11 @@ def _with_pairs(text: str) -> list[str]:
 def fields(s: Section) -> dict[str, str]:
     """The fields a section is ranked on (FIELD_WEIGHTS)."""
     return {
-        "heading": s.title,
+        "heading": "\n".join((s.title, *s.also_titles)),
+        "subheadings": "\n".join(s.subheadings),
         "signatures": "\n".join(s.signatures),
         "symptoms": "\n".join(s.symptoms),
+        "context": "\n".join(s.context),
         "body": "\n\n".join(b.words for b in s.blocks),
         "commands": "\n".join(s.code_blocks),
     }
@@ -354,14 +359,14 @@ def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) ->
     known = {s.id: s for s in builtin_list}
     merged = []
     for s in guide_sections:
-        b = known.pop(s.id, None)
-        merged.append(replace(s, checks=b.checks, symptoms=b.symptoms) if b else s)
+        found = [b for i in (s.id, *s.aliases) if (b := known.pop(i, None))]  # a merged section: each id's
+        merged.append(replace(s, symptoms=tuple(x for b in found for x in b.symptoms)) if found else s)
     return _list_children([_with_checks(s) for s in merged + list(known.values())])
 
 
 def _with_checks(s: Section) -> Section:
     """A section's checks and their signatures, from the checks' own declarations (one source)."""
-    mine = [c for c in _all_checks() if c.section == s.id]
+    mine = [c for c in _all_checks() if c.section in (s.id, *s.aliases)]
     if not mine:
         return s
     checks = tuple(dict.fromkeys([*s.checks, *(c.id for c in mine)]))
@@ -417,11 +422,12 @@ def load_index(
         guide = read_guide(source, fetcher, home=home, base_url=(base_urls or {}).get(source))
         warnings.extend(guide.warnings)
         for s in guide.sections:
-            first = sections.get(s.id)
+            first = sections.get(s.id) or _same_text(s, sections.values())
             if first is None:
                 sections[s.id] = s
             elif s.guide != first.guide and s.guide not in first.also_in:
-                # A heading two guides share is one section: the first guide's link, both texts.
+                # A heading two guides share is one section: the first guide's link, both texts; so is a
+                # section two guides tell alike under different headings (its other id is an alias).
                 # Its text is kept where it differs; a block both guides say alike is quoted once.
                 new = [not any(fuzz.ratio(b.plain, a.plain) >= SAME_TEXT for a in first.blocks) for b in s.blocks]
                 # "Example configuration:" goes with what it introduces
@@ -430,12 +436,22 @@ def load_index(
                 extra = tuple(b for n, b in zip(new, s.blocks, strict=True) if n)
                 note = Block(f"_Also in {escape_mrkdwn(s.guide)}:_ <{s.url}|{escape_mrkdwn(s.title)}>",
                              f"Also in {s.guide}: {s.title} ({s.url})")
-                sections[s.id] = replace(first, blocks=first.blocks + extra + (note,),
-                                         also_in=first.also_in + (s.guide,))
+                renamed = s.id != first.id
+                sections[first.id] = replace(
+                    first, blocks=first.blocks + extra + (note,), also_in=first.also_in + (s.guide,),
+                    aliases=first.aliases + ((s.id, *s.aliases) if renamed else ()),
+                    also_titles=first.also_titles + ((s.title,) if s.title != first.title else ()),
+                    subheadings=first.subheadings + s.subheadings, context=first.context + s.context)
             # else a guide repeating its own heading: keep the first
     index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else []))
     index.warnings = tuple(warnings)
     return index
+
+
+def _same_text(s: Section, sections) -> Section | None:
+    """A section of another guide that says what `s` says (their texts SAME_TEXT alike), if any."""
+    return next((t for t in sections if t.guide != s.guide and s.guide not in t.also_in and s.text and t.text
+                 and fuzz.ratio(s.text, t.text, score_cutoff=SAME_TEXT)), None)
 
 
 def excerpt_for_section(
