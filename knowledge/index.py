@@ -26,9 +26,11 @@ from .text import (
     ABBREVIATIONS,
     STOPWORDS,
     SYNONYMS,
+    about_other_mesh,
     answers_how_to,
     asks_how_to,
     clean_chat,
+    common_word,
     stem,
     terms,
     words,
@@ -37,12 +39,12 @@ from .text import (
 # The confidence line: the highest score an off-topic question of the tuning set reaches (0.41, after
 # how-to questions are set aside; bench/ask_bench.py prints it) plus a margin of 0.03, since questions
 # nobody tuned for score higher.  Below it, answers are suggestions.
-THRESHOLD = 0.44
+THRESHOLD = 0.46
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
-SAME_TEXT = 85  # rapidfuzz ratio from which two guides' blocks say the same thing (quoted once)
+SAME_TEXT = 75  # rapidfuzz ratio from which two guides' texts say the same (unrelated: under 45)
 PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a section
 SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
@@ -54,7 +56,9 @@ FIELD_WEIGHTS = {"heading": 3, "subheadings": 2, "signatures": 2, "symptoms": 1,
 COVER = {"heading": 1.0, "subheadings": 1.0, "signatures": 1.0, "symptoms": 1.0, "context": 0.5, "body": 0.7,
          "commands": 0.7}
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
+COMMON_WEIGHT = 0.3  # a common English word the guides never use ("ago", "big") asks little
 EVIDENCE = 2.0  # matched question words needed for full confidence
+RANK_POWER = 0.5
 
 
 @dataclass(frozen=True)
@@ -148,13 +152,19 @@ class Index:
         if not scored:
             return Answer([], [])
         top = scored[0][0]
-        if top >= THRESHOLD and (answers_how_to(scored[0][1].title) or not asks_how_to(question)):
+        if top >= THRESHOLD and self.may_answer(question, scored[0][1]):
             return Answer([self._match(s, score, question) for score, s in scored[:limit]
                            if score >= THRESHOLD and score >= RELATIVE * top], [])
         return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])
 
+    @staticmethod
+    def may_answer(question: str, section: Section) -> bool:
+        """Whether the question is one a guide section answers with confidence at all: not a tutorial
+        question (unless the heading is an instruction), not one about another mesh."""
+        return (answers_how_to(section.title) or not asks_how_to(question)) and not about_other_mesh(question)
+
     def _scored(self, question: str) -> list[tuple[float, Section]]:
-        weights = self._query(question)
+        weights, asked = self._query(question)
         if not weights or not self.sections:
             return []
         known = {t: w for t, w in weights.items() if t in self._vocab}
@@ -167,53 +177,58 @@ class Index:
         best = float(raw.max())
         if best <= 0:
             return []
-        # Words never seen, unless they carry digits (timestamps, pod hashes), count against.
-        asked = {
-            t: w
-            for t, w in weights.items()
-            if w > SYNONYM_WEIGHT and (t in self._vocab or t in SYNONYMS or t.isalpha())
-        }
-        total = sum(self._idf.get(t, self._idf_unknown) for t in asked)
+        # Numbers (timestamps, counts, addresses, a port) count for a section that has them, never against
+        # one that lacks them.
+        info = {t: w * self._idf.get(t, self._idf_unknown) for t, w in asked.items()}
+        total = sum(x for t, x in info.items() if not _numeric(t))
         scored = []
         for i, s in enumerate(self.sections):
             if raw[i] <= 0:
                 continue
             have, cover = self._doc_terms[i], self._cover[i]
             hits = {t: w for t, w in asked.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
-            covered = sum(w * self._idf.get(t, self._idf_unknown) * cover.get(t, COVER["body"])
-                          for t, w in hits.items())
+            covered = sum(info[t] * cover.get(t, COVER["body"]) for t in hits)
+            extra = sum(info[t] for t in hits if _numeric(t))
             evidence = min(1.0, sum(hits.values()) / EVIDENCE)
-            score = (covered / total) * evidence * math.sqrt(raw[i] / best) if total else 0.0
+            score = (covered / (total + extra)) * evidence * (raw[i] / best) ** RANK_POWER if total + extra else 0.0
             scored.append((min(score, 1.0), s))
         scored.sort(key=lambda p: -p[0])
         return scored
 
-    def _query(self, question: str) -> dict[str, float]:
-        """Weighted query terms: the question's own (typos corrected), then synonyms."""
-        weights: dict[str, float] = {}
+    def _query(self, question: str) -> tuple[dict[str, float], dict[str, float]]:
+        """The question's terms, weighted: (to rank with, what it asks for).
+
+        What a question asks for, the measure of its coverage, is its own words: a corrected typo counts
+        TYPO_WEIGHT, a common English word the guides never use COMMON_WEIGHT (it says little about the
+        problem), a word with digits the guides never use nothing (timestamps, pod hashes).  Ranking also
+        uses the parts of CamelCase names and synonyms, at SYNONYM_WEIGHT.
+        """
+        own: dict[str, float] = {}
+        extra: dict[str, float] = {}
         for chunk in clean_chat(question).split():
-            # In paths and URLs pasted from logs, unknown words are noise.
-            in_path = chunk.count("/") >= 2
+            in_path = chunk.count("/") >= 2  # in paths and URLs pasted from logs, unknown words are noise
             whole = words(chunk, camel=False)
-            # The parts of a CamelCase name (AuthorizationPolicy) count as much as a synonym.
-            for w in dict.fromkeys(words(chunk)):
+            for w in words(chunk):  # AuthorizationPolicy: authorization, policy
                 if w not in whole and len(w) > 1 and w not in STOPWORDS:
-                    weights.setdefault(stem(w), SYNONYM_WEIGHT)
+                    extra.setdefault(stem(w), SYNONYM_WEIGHT)
             for w in whole:
                 if len(w) < 2 or w in STOPWORDS:
                     continue
-                t = stem(ABBREVIATIONS.get(w, w))
-                if in_path and t not in self._vocab:
+                t, weight = stem(ABBREVIATIONS.get(w, w)), 1.0
+                if t in self._vocab or t in SYNONYMS:
+                    pass
+                elif in_path or not w.isalpha():
                     continue
-                weight = 1.0
-                if t not in self._vocab and t not in SYNONYMS and w.isalpha() and len(w) >= 4:
-                    fixed = self._correct(w)
-                    t, weight = (fixed, TYPO_WEIGHT) if fixed else (t, 1.0)
-                weights[t] = max(weight, weights.get(t, 0.0) if weights.get(t) != SYNONYM_WEIGHT else 0.0)
+                elif common_word(w):
+                    weight = COMMON_WEIGHT
+                elif len(w) >= 4 and (fixed := self._correct(w)):
+                    t, weight = fixed, TYPO_WEIGHT
+                own[t] = max(weight, own.get(t, 0.0))
+        weights = {**extra, **own}
         for t in list(weights):
-            for extra in SYNONYMS.get(t, ()):
-                weights.setdefault(extra, SYNONYM_WEIGHT)
-        return weights
+            for x in SYNONYMS.get(t, ()):
+                weights.setdefault(x, SYNONYM_WEIGHT)
+        return weights, own
 
     def _correct(self, word: str) -> str | None:
         edits = 1 if len(word) < 8 else 2
@@ -235,13 +250,17 @@ class Index:
 
     def _relevance(self, question: str | None):
         """A scorer for blocks: IDF mass of the question's terms found in a block."""
-        weights = self._query(question) if question else {}
+        weights = self._query(question)[0] if question else {}
 
         def score(block: Block) -> float:
             have = set(terms(block.plain))
             return sum(w * self._idf.get(t, 0.0) for t, w in weights.items() if t in have)
 
         return score
+
+
+def _numeric(term: str) -> bool:
+    return any(c.isdigit() for c in term)
 
 
 def _pairs(ts: list[str]) -> list[str]:
@@ -327,6 +346,7 @@ def _truncate(text: str, limit: int) -> str:
 
 def builtin_sections() -> list[Section]:
     sections = []
+    titles = {e.section: e.title for e in builtin.ENTRIES}
     for e in builtin.ENTRIES:
         blocks = []
         if e.looks_at:
@@ -347,6 +367,8 @@ def builtin_sections() -> list[Section]:
                 parent=e.parent,
                 blocks=tuple(blocks),
                 guide="builtin",
+                aliases=e.same_as,
+                context=tuple(t for t in (titles.get(e.parent or ""), builtin.TOPICS.get(e.page)) if t),
                 checks=(),  # added from the checks' declarations
                 symptoms=e.symptoms,
             )
@@ -355,13 +377,21 @@ def builtin_sections() -> list[Section]:
 
 
 def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) -> list[Section]:
-    """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures."""
-    known = {s.id: s for s in builtin_list}
+    """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures.
+
+    An entry joins the guide section of its id or of one of its aliases (the same problem in another guide),
+    and its ids become the section's aliases.
+    """
+    left = list(builtin_list)
     merged = []
     for s in guide_sections:
-        found = [b for i in (s.id, *s.aliases) if (b := known.pop(i, None))]  # a merged section: each id's
-        merged.append(replace(s, symptoms=tuple(x for b in found for x in b.symptoms)) if found else s)
-    return _list_children([_with_checks(s) for s in merged + list(known.values())])
+        found = [b for b in left if {s.id, *s.aliases} & {b.id, *b.aliases}]
+        if found:
+            left = [b for b in left if b not in found]
+            ids = dict.fromkeys(i for b in found for i in (b.id, *b.aliases) if i != s.id and i not in s.aliases)
+            s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms), aliases=s.aliases + tuple(ids))
+        merged.append(s)
+    return _list_children([_with_checks(s) for s in merged + left])
 
 
 def _with_checks(s: Section) -> Section:
