@@ -332,6 +332,9 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         symptoms=(
             "pod has no istio-proxy container although the namespace is labelled",
             "pods started before the namespace label never got a sidecar",
+            "no sidecar for pods with hostNetwork: true, or in kube-system and kube-public",
+            "sidecar.istio.io/inject set on the deployment's own metadata instead of the pod template is ignored",
+            "namespaceSelector or injection policy in the istio-sidecar-injector configmap decides against injection",
             "sidecar injected twice, or from the wrong revision during a canary upgrade",
             "proxies still run the old version after upgrading istiod",
         ),
@@ -363,8 +366,8 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         parent="pods-cannot-be-created-at-all",
         symptoms=(
             "pods refused because the api server does not trust the injection webhook certificate",
-            "failed calling admission webhook sidecar-injector.istio.io: x509: certificate signed by unknown "
-            "authority",
+            "failed calling admission webhook sidecar-injector.istio.io: "
+            "Post https://istiod.istio-system.svc:443/inject: x509: certificate signed by unknown authority",
             "mutating webhook caBundle empty or not matching the istio root certificate",
         ),
         looks_at="each Istio webhook's caBundle against the root certificate istiod publishes in "
@@ -499,7 +502,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="Route rules do not change where traffic goes",
         page=NETWORK,
         symptoms=(
-            "weighted routing between versions is ignored, traffic still spread evenly",
+            "weighted routing between versions is ignored, traffic still spread evenly (round robin)",
             "virtual service route rules have no effect for my own application",
             "new routing rule takes a while before the sidecars apply it",
             "service port not named for its protocol so L7 routing does not apply",
@@ -720,6 +723,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         parent="authorization-is-too-restrictive-or-permissive",
         symptoms=(
             "policy without an action behaves as ALLOW and denies everything else",
+            "an ALLOW policy that matches no request denies every request to the workload",
             "DENY and ALLOW policies on the same workload, request rejected although one allows it",
             "AUDIT policy does not block anything",
             "CUSTOM action with an external authorizer combined with allow policies",
@@ -747,6 +751,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         page=SECURITY,
         symptoms=(
             "config_dump of the sidecar has no envoy.filters.http.rbac filter",
+            "istioctl proxy-config listener shows no rbac filter for the authorization policy",
+            "the proxy rejects the listener with the policy's filter (LDS NACK)",
             "authorization policy applied but the proxy configuration does not change",
             "policy not pushed to the envoy of the workload",
         ),
@@ -882,6 +888,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         page=VALIDATION,
         symptoms=(
             "kubectl apply of a virtual service fails with x509: certificate signed by unknown authority",
+            'error when creating "FILE.yaml": Internal error occurred: failed calling webhook "validation.istio.io": '
+            'Post "https://istiod.istio-system.svc:443/validate": x509: certificate signed by unknown authority',
             "validating webhook caBundle empty, istiod cannot patch it",
             "istiod lacks rbac to update validatingwebhookconfigurations",
         ),
@@ -896,6 +904,9 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         page=VALIDATION,
         symptoms=(
             "kubectl apply of istio config fails: no endpoints available for service istiod",
+            'Error from server (InternalError): error when creating "FILE.yaml": Internal error occurred: failed '
+            'calling webhook "validation.istio.io": Post "https://istiod.istio-system.svc:443/validate": '
+            "dial tcp: connect: connection refused",
             "validation webhook dial tcp: lookup istiod.istio-system.svc: no such host",
             "cannot create or update virtual services while istiod is down",
         ),

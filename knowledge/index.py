@@ -59,6 +59,7 @@ TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 COMMON_WEIGHT = 0.3  # a common English word the guides never use ("ago", "big") asks little
 EVIDENCE = 2.0  # matched question words needed for full confidence
 RANK_POWER = 0.5
+MASS = 35
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,8 @@ class Index:
             covered = sum(info[t] * cover.get(t, COVER["body"]) for t in hits)
             extra = sum(info[t] for t in hits if _numeric(t))
             evidence = min(1.0, sum(hits.values()) / EVIDENCE)
-            score = (covered / (total + extra)) * evidence * (raw[i] / best) ** RANK_POWER if total + extra else 0.0
+            share = covered / (total + extra) * evidence if total + extra else 0.0
+            score = max(share, covered / MASS) * (raw[i] / best) ** RANK_POWER
             scored.append((min(score, 1.0), s))
         scored.sort(key=lambda p: -p[0])
         return scored

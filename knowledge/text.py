@@ -189,7 +189,8 @@ _TROUBLE = frozenset(stem(w) for w in words(
     cannot doesnt dont wont isnt arent didnt stuck hang hangs hung slow high empty missing
     blank zero rejected reject denied deny refused reset drop drops lost lose crash crashes restart timed
     restarts oom wrong unknown invalid expired mismatch ignored unexpected stopped stops issue issues
-    problem problems trouble why debug troubleshoot diagnose check verify inspect dump capture attach see
+    problem problems trouble why debug troubleshoot diagnose check verify confirm whether inspect dump capture
+    attach see
     show gdb tcpdump 503 502 504 404 403 401 426
     unavailable unreachable unhealthy down flaky intermittent"""))
 
