@@ -183,7 +183,8 @@ for _keys, _values in _SYNONYM_GROUPS.items():
 _HOW_TO = re.compile(
     r"^\s*(?:how (?:do|can|should|would) (?:i|we|you|one)|how to|what(?:'s| is| are) the (?:best|recommended|"
     r"difference)|what is|what's new|can (?:i|we|you) use|is there a way|does \S+ support|best way)\b|\bwhich one\b"
-    r"|\b(?:set up|setup|configure|enable|install|add an?|expose|difference between|recommended way)\b")
+    r"|\b(?:set up|setup|configure|enable|install|add an?|expose|difference between|recommended way|syntax)\b"
+    r"|\bexample\b(?!\.)")  # asking for an example (not example.com)
 _TROUBLE = frozenset(stem(w) for w in words(
     """error errors fail fails failed failing failure broken break breaks not no never nothing none cant
     cannot doesnt dont wont isnt arent didnt stuck hang hangs hung slow high empty missing
