@@ -330,6 +330,9 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         title="Pods injected, or not, against expectations",
         page=INJECTION,
         symptoms=(
+            "istioctl analyze: IST0102 NamespaceNotInjected, IST0103 PodMissingProxy",
+            "istioctl analyze: IST0123 NamespaceMultipleInjectionLabels",
+            "istioctl analyze: IST0158 PodsIstioProxyImageMismatchInNamespace",
             "pod has no istio-proxy container although the namespace is labelled",
             "pods started before the namespace label never got a sidecar",
             "no sidecar for pods with hostNetwork: true, or in kube-system and kube-public",
@@ -382,6 +385,7 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         title="503s after a DestinationRule",
         page=NETWORK,
         symptoms=(
+            "istioctl analyze: IST0173 DestinationRuleSubsetNotSelectPods",
             "requests return 503 right after applying a destination rule",
             "upstream connect error or disconnect reset before headers after enabling mtls",
             "subset routing gives no healthy upstream",
@@ -397,6 +401,8 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         title="An EnvoyFilter broke after an upgrade",
         page=NETWORK,
         symptoms=(
+            "istioctl analyze: IST0151 EnvoyFilterUsesRelativeOperation, IST0155 with proxyVersion",
+            "INSERT_BEFORE or INSERT_AFTER patch silently dropped from the filter chain",
             "envoy filter stopped working after upgrading istio",
             "proxies reject configuration from istiod, listeners missing",
         ),
@@ -472,6 +478,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="The app starts before its sidecar is ready",
         page=INJECTION,
         symptoms=(
+            "Envoy proxy is NOT ready while the application container already runs",
             "application container fails or restarts at startup because it has no network yet",
             "init scripts or startup probes cannot connect until istio-proxy is ready",
             "app crashes on boot with connection refused, works after a restart of the container",
@@ -502,6 +509,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="Route rules do not change where traffic goes",
         page=NETWORK,
         symptoms=(
+            "istioctl analyze: IST0118 PortNameIsNotUnderNamingConvention",
+            "pilot_proxy_convergence_time high, new routes take seconds to reach every sidecar",
             "weighted routing between versions is ignored, traffic still spread evenly (round robin)",
             "virtual service route rules have no effect for my own application",
             "new routing rule takes a while before the sidecars apply it",
@@ -517,6 +526,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="Routing to a subset works inside the mesh but not through the gateway",
         page=NETWORK,
         symptoms=(
+            "istioctl analyze: IST0140 IngressRouteRulesNotAffected, subset has no effect on ingress gateway requests",
             "requests through the ingress gateway ignore the subset routing of the service's virtual service",
             "internal calls go to v1 but calls from outside the cluster round robin across all versions",
             "virtual service bound to the gateway does not apply the mesh-internal routing rules",
@@ -600,6 +610,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         page=NETWORK,
         parent="tls-configuration-mistakes",
         symptoms=(
+            "istioctl analyze: IST0138 GatewayDuplicateCertificate",
             "browser gets 404 on the second host after visiting the first, curl works fine",
             "two gateways with the same wildcard certificate on one ingress gateway deployment",
             "http2 connection reuse across hosts sends requests to the wrong gateway server",
@@ -614,6 +625,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         page=NETWORK,
         parent="tls-configuration-mistakes",
         symptoms=(
+            "curl: (35) OpenSSL SSL_connect: SSL_ERROR_SYSCALL calling the gateway by IP address",
             "https to the gateway fails when calling it by IP with a Host header",
             "cloud load balancer terminates tls and does not forward SNI, gateway drops the connection",
             "load balancer health checks pass but real traffic through the https gateway fails",
@@ -640,6 +652,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="The Istio CNI node agent is not running",
         page=OBSERVABILITY,
         symptoms=(
+            "istio_cni_install_ready is 0 on some nodes",
             "istio-cni-node daemonset pods not running in kube-system",
             "pods start without traffic redirection when the cni plugin is used instead of istio-init",
             "PodSecurityPolicy blocks NET_ADMIN and NET_RAW for the istio-cni service account",
@@ -709,6 +722,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         page=SECURITY,
         parent="authorization-is-too-restrictive-or-permissive",
         symptoms=(
+            "istioctl analyze: IST0127 NoMatchingWorkloadsFound, no matching workloads for this resource",
             "authorization policy has no effect on my workload",
             "policy in the wrong namespace or its selector matchLabels do not match the pods",
             "which authorization policies apply to this pod",
@@ -874,6 +888,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="Configuration that looks right is rejected",
         page=VALIDATION,
         symptoms=(
+            "istioctl analyze: IST0106 SchemaValidationError",
+            "galley_validation_failed rising on istiod",
             "admission webhook validation.istio.io denied the request for yaml that looks correct",
             "kubectl apply of an istio resource fails validation, indentation or list dash mistake",
             "istioctl validate or analyze to see why configuration is rejected",

@@ -116,7 +116,7 @@ ABBREVIATIONS = {
 }
 
 
-COMMON = 1000  # how often a word occurs in pyspellchecker's English word counts to be common English
+COMMON = 3000  # how often a word occurs in pyspellchecker's English word counts to be common English
 
 
 @cache
