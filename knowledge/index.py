@@ -127,6 +127,7 @@ class Index:
                 df[t] = df.get(t, 0) + 1
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self._idf_unknown = math.log(1 + (n - 0.5) / 1.5)  # as rare as a word in one section
+        common_word("the")  # loads the English word counts now, not during the first answer
         # Raw words for typo correction, mapped to their stems.
         self._spelling = {
             w: stem(w)
