@@ -780,10 +780,9 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         title="Check how the proxy decides each request",
         page=SECURITY,
         symptoms=(
-            "enable rbac debug logging in the sidecar",
-            "envoy log says enforced denied, matched policy",
-            "shadow denied in dry-run mode, no engine allowed by default",
-            "find which policy rule denied a request",
+            "turn on rbac:debug logging in the sidecar to see each authorization decision",
+            "istio-proxy log: rbac enforced denied, matched policy ns[NAMESPACE]-policy[NAME]-rule[0]",
+            "shadow denied in dry-run mode, no engine, allowed by default",
         ),
         fix="Turn the proxy's rbac logger to debug, send requests, and read the istio-proxy log for the "
         "enforced allowed or denied line that names the matching policy.",

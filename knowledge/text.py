@@ -57,7 +57,7 @@ STOPWORDS = frozenset(
     when where which while who whom why will with won wont would you your
     yours yet one bit lot lots really seem seems seeing see aren couldn didn doesn
     don hasn haven isn shouldn wasn weren wouldn actually anyway maybe somehow
-    basically literally guys folks""".split()
+    basically literally guys folks re ve""".split()  # re, ve: what is left of we're, we've
 )
 
 
