@@ -246,6 +246,7 @@ ENTRIES: tuple[Entry, ...] = (
             "too many open files, assert failure fd_ != -1",
             "istio-proxy crash loop when requests spike",
             "ulimit open file descriptor limit 1024",
+            "envoy crashes once its concurrent connections exceed the open file limit",
         ),
         looks_at="the open-file limit of the istio-proxy container and Envoy crash signatures in its logs.",
         fix="Raise the file descriptor limit for the proxy (for example "
@@ -354,6 +355,7 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         page=INJECTION,
         symptoms=(
             "pods cannot be created at all in a namespace with injection",
+            "replicaset never creates the pods, the deployment stays at 0 ready",
             "deployment stuck with zero pods, kubectl describe shows the injection webhook failing",
             "replicaset events: FailedCreate, failed calling webhook sidecar-injector",
         ),
@@ -452,7 +454,6 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "replicaset cannot create pods because istiod was not running or not ready",
             "Error creating: Internal error occurred: failed calling webhook namespace.sidecar-injector.istio.io",
             "failed to call webhook: Post https://istiod.istio-system.svc:443/inject: connect: connection refused",
-            "deployment shows 0 of 3 ready, kubectl get events shows FailedCreate from the injector",
             "istiod pod crashlooping or its endpoints empty, so new pods are refused",
         ),
         fix="Read the namespace events for the webhook error, then get istiod running with ready endpoints "
