@@ -2,9 +2,11 @@
 
 Ranking is BM25 (bm25s).  BM25 scores have no scale, so the score reported and
 thresholded is a coverage: the share of the question's information (IDF mass)
-that the section accounts for, damped by how far the section trails the best
-one.  Words the index has never seen count against coverage, which is what
-turns away "how do I configure a VirtualService canary split".
+that the section accounts for (or, for a long message, the specific information
+it matches: MASS), damped by how far the section trails the best one.  Words the
+index has never seen count against coverage, which is what turns away "how do I
+configure a VirtualService canary split"; numbers and common English words count
+little or nothing against it.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ COVER = {"heading": 1.0, "subheadings": 1.0, "signatures": 1.0, "symptoms": 1.0,
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 COMMON_WEIGHT = 0.3  # a common English word the guides never use ("ago", "big") asks little
 EVIDENCE = 2.0  # matched question words needed for full confidence
-RANK_POWER = 0.5
+RANK_POWER = 0.5  # a section trailing the best BM25 rank is damped by (its rank / the best) ** this
+# IDF mass a section must match to be fully confident whatever else the question says: a pasted error line
+# of specific words is an answer even inside a long message.
 MASS = 35
 
 
