@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 from knowledge import load_index  # noqa: E402
 from knowledge.index import THRESHOLD  # noqa: E402
-from knowledge.text import asks_how_to  # noqa: E402
 
 TUNING = ROOT / "tests" / "data" / "ask_eval.yaml"
 
@@ -57,7 +56,7 @@ def evaluate(index, questions, verbose=False) -> dict:
     off = [q for q in questions if q["expect"] is None]
     per_guide: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # top1, top3, n
     top1 = top3 = abstained = suggested = 0
-    times, off_best = [], (0.0, "")  # the highest confidence an off-topic question reaches (how-tos aside)
+    times, off_best = [], (0.0, "")  # the highest confidence an off-topic question reaches (those never answered aside)
     for q in questions:
         started = time.perf_counter()
         answer = index.answer(q["q"], limit=3)
@@ -65,7 +64,7 @@ def evaluate(index, questions, verbose=False) -> dict:
         got = [m.section for m in answer.matches]
         if q["expect"] is None:
             scored = index._scored(q["q"])
-            if scored and not asks_how_to(q["q"]) and scored[0][0] > off_best[0]:
+            if scored and index.may_answer(q["q"], scored[0][1]) and scored[0][0] > off_best[0]:
                 off_best = (scored[0][0], q["q"])
             abstained += not got
             suggested += bool(answer.suggestions)

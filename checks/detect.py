@@ -255,8 +255,8 @@ def _detect_inputs(istio: Istio) -> tuple:
 
 @check(id="control-plane.detect", title="What Istio runs here",
        section="how-can-i-debug-issues-with-the-service-mesh", generations=ISTIOD, inputs=_detect_inputs,
-       signatures=("istioctl version", "istio.io/rev", "istio.io/dataplane-mode", "ztunnel", "istio-cni-node",
-                   "waypoint", "native sidecar"))
+       # what its section (general debugging) answers; not ambient's names, which no guide section is about
+       signatures=("istioctl version", "istio.io/rev", "native sidecar"))
 def detect(ctx: Context):
     """Reports the istiod revisions and versions, the proxies' versions, the data-plane mode of each namespace
     (sidecar, native sidecar, ambient), where ztunnel, istio-cni and waypoints run, and which versions of the Istio

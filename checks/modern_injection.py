@@ -214,8 +214,7 @@ def _validation_inputs(istio: Istio) -> tuple:
 
 @check(id="config.validation-webhook", title="Istio's validating webhooks are armed",
        section="invalid-configuration-is-accepted", generations=ISTIOD, inputs=_validation_inputs,
-       signatures=("validation.istio.io", "failurePolicy: Ignore", "istiod-default-validator", "admission webhook",
-                   "denied the request"))
+       signatures=("validation.istio.io", "failurePolicy: Ignore", "istiod-default-validator", "admission webhook"))
 def validation_webhook(ctx: Context):
     """Istio installs its validating webhooks with failurePolicy Ignore and istiod switches them to Fail once it
     is ready; a live Ignore means invalid configuration is admitted. Also checks that each webhook's Service

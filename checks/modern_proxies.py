@@ -149,8 +149,7 @@ def _skew_inputs(istio: Istio) -> tuple:
 
 @check(id="proxies.version-skew", title="Proxies run the control plane's version",
        section="the-result-of-sidecar-injection-was-not-what-i-expected", generations=ISTIOD, inputs=_skew_inputs,
-       signatures=("proxyv2", "istioctl proxy-status", "sidecar.istio.io/status", "rollout restart",
-                   "version mismatch"))
+       signatures=("proxyv2", "istioctl proxy-status", "sidecar.istio.io/status", "version mismatch"))
 def version_skew(ctx: Context):
     """Compares each proxy's image tag with the istiod revision that injected it; pods keep the proxy they were
     created with, so after an upgrade they need a restart."""

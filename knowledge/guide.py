@@ -60,6 +60,9 @@ class Section:
     checks: tuple[str, ...] = ()
     symptoms: tuple[str, ...] = ()  # built-in knowledge: how people report the problem
     signatures: tuple[str, ...] = ()  # from the checks' declarations: log lines, metrics, errors, ports
+    also_titles: tuple[str, ...] = ()  # the headings of the same section in other guides, when they differ
+    subheadings: tuple[str, ...] = ()  # the #### headings folded into it
+    context: tuple[str, ...] = ()  # the headings above it, and its page's title and description (a topic)
 
     @property
     def text(self) -> str:
@@ -187,7 +190,7 @@ def read_guide(source: str, fetcher: Fetcher, *, home: str = DEFAULT_HOME, base_
                 continue
         page = (urljoin(base, "" if path.stem == "_index" else f"{path.stem}/") if base else None)
         try:
-            guide = parse_guide(text, source=str(path), base_url=page, home=home, name=name)
+            guide = parse_guide(text, source=str(path), base_url=page, home=home, name=name, topic=True)
         except GuideError as exc:  # one bad page is a warning; the others still answer
             warnings.append(str(exc))
             continue
@@ -215,7 +218,7 @@ def guide_name(source: str) -> str:
 
 
 def parse_guide(text: str, *, source: str = "", base_url: str | None = None, home: str = DEFAULT_HOME,
-                name: str | None = None) -> Guide:
+                name: str | None = None, topic: bool = False) -> Guide:
     """Parse guide Markdown into sections.
 
     The section URL base is, in order: `base_url`; the front matter's
@@ -223,6 +226,8 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
     entry ending in index.html (istio.io lists its page's own path there); the
     source itself.  A section that cannot be read becomes a warning naming the
     file and line (Guide.warnings) and keeps its heading; it never fails the guide.
+    With `topic` (a page of a guide of several pages) the page's title and description are the topic of
+    every section on it.
     """
     meta, body, offset = _front_matter(text, source)
     home = home.rstrip("/")
@@ -238,7 +243,8 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
 
     sections: list[Section] = []
     seen: dict[str, int] = {}
-    stack: list[tuple[int, str]] = []  # (level, id) of enclosing headings
+    stack: list[tuple[int, str, str]] = []  # (level, id, title) of enclosing headings
+    page_topic = tuple(str(meta[k]) for k in ("title", "description") if topic and meta.get(k))
     i = 0
     while i < len(tokens):
         if tokens[i].type != "heading_open":
@@ -274,7 +280,9 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
         if level >= FOLD_LEVEL and sections:
             # A #### heading is a step of its parent's answer, not a problem of its own.
             heading = Block(f"*{escape_mrkdwn(title)}*", title)
-            sections[-1] = replace(sections[-1], blocks=sections[-1].blocks + (heading,) + blocks)
+            last = sections[-1]
+            sections[-1] = replace(last, blocks=last.blocks + (heading,) + blocks,
+                                   subheadings=last.subheadings + (title,))
             i = end
             continue
         sections.append(
@@ -287,9 +295,10 @@ def parse_guide(text: str, *, source: str = "", base_url: str | None = None, hom
                 blocks=blocks,
                 guide=name,
                 aliases=(slugify(title),) if explicit and slugify(title) != key else (),
+                context=tuple(t for _, _, t in stack) + page_topic,
             )
         )
-        stack.append((level, key))
+        stack.append((level, key, title))
         i = end
     if not sections:
         raise GuideError(f"The guide {source or '(text)'} has no headings, so no sections to answer from.")

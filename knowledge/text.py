@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import html
 import re
+from functools import cache
+
+import snowballstemmer
 
 # Slack's message markup: https://api.slack.com/reference/surfaces/formatting
 _MENTION = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|chan>, <!here>, <!subteam^S1>
@@ -54,25 +57,19 @@ STOPWORDS = frozenset(
     when where which while who whom why will with won wont would you your
     yours yet one bit lot lots really seem seems seeing see aren couldn didn doesn
     don hasn haven isn shouldn wasn weren wouldn actually anyway maybe somehow
-    basically literally guys folks""".split()
+    basically literally guys folks re ve""".split()  # re, ve: what is left of we're, we've
 )
 
 
+@cache
 def stem(word: str) -> str:
-    """A deliberately small stemmer: plural, -ing, -ed, -ation; same on both sides."""
+    """Snowball's English stemmer (policies, policy: polici), the same on both sides; words with digits kept."""
     if len(word) <= 3 or not word.isalpha():
         return word
-    for suffix in ("ations", "ation", "ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            if suffix == "s" and word.endswith(("ss", "us", "is")):
-                break
-            word = word[: -len(suffix)]
-            break
-    if word.endswith("e") and len(word) > 3:
-        word = word[:-1]
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiou":
-        word = word[:-1]
-    return word
+    return _STEMMER.stemWord(word)
+
+
+_STEMMER = snowballstemmer.stemmer("english")
 
 
 def words(text: str, camel: bool = True) -> list[str]:
@@ -115,7 +112,23 @@ ABBREVIATIONS = {
     "sts": "statefulset",
     "cm": "configmap",
     "sa": "serviceaccount",
+    "vs": "virtualservice",
 }
+
+
+COMMON = 3000  # how often a word occurs in pyspellchecker's English word counts to be common English
+
+
+@cache
+def _english():
+    from spellchecker import SpellChecker  # imported here: it loads its word list (0.1 s)
+
+    return SpellChecker(distance=1).word_frequency
+
+
+def common_word(word: str) -> bool:
+    """A common English word (never taken for a misspelling of a guide's word)."""
+    return _english()[word] >= COMMON
 
 
 def terms(text: str) -> list[str]:
@@ -169,14 +182,16 @@ for _keys, _values in _SYNONYM_GROUPS.items():
 # (dump, capture, attach a debugger) is troubleshooting, which the guides do answer.
 _HOW_TO = re.compile(
     r"^\s*(?:how (?:do|can|should|would) (?:i|we|you|one)|how to|what(?:'s| is| are) the (?:best|recommended|"
-    r"difference)|what is|can (?:i|we|you) use|is there a way|does \S+ support|best way)\b"
-    r"|\b(?:set up|setup|configure|enable|install|add an?|expose|difference between|recommended way)\b")
+    r"difference)|what is|what's new|can (?:i|we|you) use|is there a way|does \S+ support|best way)\b|\bwhich one\b"
+    r"|\b(?:set up|setup|configure|enable|install|add an?|expose|difference between|recommended way|syntax)\b"
+    r"|\bexample\b(?!\.)")  # asking for an example (not example.com)
 _TROUBLE = frozenset(stem(w) for w in words(
     """error errors fail fails failed failing failure broken break breaks not no never nothing none cant
     cannot doesnt dont wont isnt arent didnt stuck hang hangs hung slow high empty missing
     blank zero rejected reject denied deny refused reset drop drops lost lose crash crashes restart timed
     restarts oom wrong unknown invalid expired mismatch ignored unexpected stopped stops issue issues
-    problem problems trouble why debug troubleshoot diagnose check verify inspect dump capture attach see
+    problem problems trouble why debug troubleshoot diagnose check verify confirm whether inspect dump capture
+    attach see
     show gdb tcpdump 503 502 504 404 403 401 426
     unavailable unreachable unhealthy down flaky intermittent"""))
 
@@ -194,3 +209,11 @@ def asks_how_to(question: str) -> bool:
     """A how-to question with no word of trouble in it (see _HOW_TO)."""
     text = clean_chat(question).lower()
     return bool(_HOW_TO.search(text)) and not any(stem(w) in _TROUBLE for w in words(text))
+
+
+# Other service meshes: a question about one of them is not about Istio's guides, whatever words it shares.
+_OTHER_MESHES = frozenset({"linkerd", "consul", "kuma"})
+
+
+def about_other_mesh(question: str) -> bool:
+    return not _OTHER_MESHES.isdisjoint(words(clean_chat(question).lower()))

@@ -13,11 +13,17 @@ EVAL = Path(__file__).parents[1] / "data" / "ask_eval.yaml"
 HOLDOUT = Path(__file__).with_name("ask_holdout.yaml")
 
 
-def figures(index, path):
-    """Top-1 over the questions whose section the index has, and the share of off-topic ones unanswered."""
+def figures(index, path, one_guide=False):
+    """Top-1 over the questions whose section the index has, and the share of off-topic ones unanswered.
+
+    With one guide, as bench/ask_bench.py counts it, only that guide's sections are on topic (the built-in
+    entries of the other guide's sections answer too, but are not what the figure is about).
+    """
     questions = yaml.safe_load(path.read_text())["questions"]
+    sections = {s.id for s in index.sections if not one_guide or s.guide != "builtin"}
     on = [{**q, "expect": index.section(q["expect"]).id}  # an alias id names its section
-          for q in questions if q["expect"] and index.section(q["expect"])]
+          for q in questions if q["expect"] and index.section(q["expect"])
+          and index.section(q["expect"]).id in sections]
     off = [q for q in questions if not q["expect"]]
     top1 = sum(bool(m := index.ask(q["q"])) and m[0].section == q["expect"] for q in on)
     rejected = sum(index.ask(q["q"]) == [] for q in off)
@@ -36,11 +42,11 @@ def test_eval_set_shape():
     ("both_index", 0.8, 0.9),
 ])
 def test_eval_accuracy_and_rejection(request, which, top1_min, rejected_min):
-    top1, rejected = figures(request.getfixturevalue(which), EVAL)
+    top1, rejected = figures(request.getfixturevalue(which), EVAL, one_guide=which == "guide_index")
     assert top1 >= top1_min, f"top-1 accuracy {top1:.1%}"
     assert rejected >= rejected_min, f"off-topic rejected {rejected:.1%}"
 
 
 def test_holdout_does_not_collapse(guide_index):
-    top1, rejected = figures(guide_index, HOLDOUT)
+    top1, rejected = figures(guide_index, HOLDOUT, one_guide=True)
     assert top1 >= 0.85 and rejected >= 0.85, (top1, rejected)
