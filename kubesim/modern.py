@@ -480,7 +480,8 @@ WAYPOINT_CLASS = "istio-waypoint"
 
 
 def _waypoints(store: Store) -> list[dict]:
-    return [g for api, plural in list(store.resources) if plural == "gateways" and api.startswith("gateway.networking.k8s.io")
+    return [g for api, plural in list(store.resources)
+            if plural == "gateways" and api.startswith("gateway.networking.k8s.io")
             for g in store.list(api, plural) if (g.get("spec") or {}).get("gatewayClassName") == WAYPOINT_CLASS]
 
 
@@ -505,12 +506,13 @@ def prepare(store: Store, spec: dict) -> None:
     hub, tag = _image(istiod)
     for gw in _waypoints(store):
         name, ns = gw["metadata"]["name"], gw["metadata"]["namespace"]
-        labels = {"gateway.networking.k8s.io/gateway-name": name, "gateway.networking.k8s.io/gateway-class-name": WAYPOINT_CLASS}
+        labels = {"gateway.networking.k8s.io/gateway-name": name,
+                  "gateway.networking.k8s.io/gateway-class-name": WAYPOINT_CLASS}
         owner = [{"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "Gateway", "name": name,
                   "uid": gw["metadata"].get("uid", "")}]
         for_ = _labels(gw).get("istio.io/waypoint-for")
-        store.add({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns,
-                                                                             "labels": labels, "ownerReferences": owner}})
+        store.add({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": name, "namespace": ns, "labels": labels, "ownerReferences": owner}})
         store.add({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
             "name": name, "namespace": ns, "labels": {**labels, "gateway.istio.io/managed": "istio.io-mesh-controller"},
             "ownerReferences": owner}, "spec": {
@@ -531,9 +533,9 @@ def prepare(store: Store, spec: dict) -> None:
                               {"containerPort": 15021, "name": "status-port", "protocol": "TCP"},
                               {"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
                     "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}}]}}}})
-        ports = [{"name": str(l.get("name")), "port": int(l.get("port")), "protocol": "TCP",
-                  "appProtocol": "all" if l.get("protocol") == "HBONE" else str(l.get("protocol", "")).lower()}
-                 for l in (gw.get("spec") or {}).get("listeners") or []]
+        ports = [{"name": str(ln.get("name")), "port": int(ln.get("port")), "protocol": "TCP",
+                  "appProtocol": "all" if ln.get("protocol") == "HBONE" else str(ln.get("protocol", "")).lower()}
+                 for ln in (gw.get("spec") or {}).get("listeners") or []]
         store.add({"apiVersion": "v1", "kind": "Service", "metadata": {
             "name": name, "namespace": ns, "labels": labels, "ownerReferences": owner,
             "annotations": {"networking.istio.io/traffic-distribution": "PreferClose"}},
@@ -562,16 +564,17 @@ def _ambient_status(store: Store) -> None:
         gw["status"] = {
             "conditions": [
                 _condition("Accepted", True, "Accepted", "Resource accepted"),
-                _condition("Programmed", True, "Programmed", f"Resource programmed, assigned to service(s) {host}:15008")
+                _condition("Programmed", True, "Programmed",
+                           f"Resource programmed, assigned to service(s) {host}:15008")
                 if ok else _condition("Programmed", False, "AddressNotUsable",
                                       f"Failed to assign to any requested addresses: hostname \"{host}\" has no ready "
                                       "endpoints")],
             "addresses": [{"type": "Hostname", "value": host}] + (
                 [{"type": "IPAddress", "value": service["spec"].get("clusterIP")}] if ok and service else []),
-            "listeners": [{"name": l.get("name"), "attachedRoutes": 0, "supportedKinds": [],
+            "listeners": [{"name": ln.get("name"), "attachedRoutes": 0, "supportedKinds": [],
                            "conditions": [_condition("Accepted", True, "Accepted", "No errors found"),
                                           _condition("Programmed", True, "Programmed", "No errors found")]}
-                          for l in (gw.get("spec") or {}).get("listeners") or []]}
+                          for ln in (gw.get("spec") or {}).get("listeners") or []]}
     namespaces = {n["metadata"]["name"]: _labels(n) for n in store.list("v1", "namespaces")}
     for svc in store.list("v1", "services"):
         ns = svc["metadata"]["namespace"]
@@ -582,7 +585,8 @@ def _ambient_status(store: Store) -> None:
             "istio.io/use-waypoint-namespace") or ns
         ref = f"{wp_ns}/{wanted}"
         if programmed.get((wp_ns, wanted)):
-            cond = _condition("istio.io/WaypointBound", True, "WaypointAccepted", f"Successfully attached to waypoint {ref}")
+            cond = _condition("istio.io/WaypointBound", True, "WaypointAccepted",
+                              f"Successfully attached to waypoint {ref}")
         else:
             cond = _condition("istio.io/WaypointBound", False, "WaypointIsNotReady", f'waypoint "{ref}" is not ready')
         svc.setdefault("status", {})["conditions"] = [cond]
@@ -786,18 +790,21 @@ def _ztunnel_metrics(scenario, pod: dict) -> str:
                          "destination_app": app, "destination_version": labels.get("version", "unknown"),
                          "destination_cluster": "Kubernetes", "request_protocol": "tcp", "response_flags": "-",
                          "connection_security_policy": "mutual_tls"}, 20))
-    text += _openmetric("istio_tcp_connections_opened", "counter", "The total number of TCP connections opened", traffic)
-    text += _openmetric("istio_tcp_connections_closed", "counter", "The total number of TCP connections closed", traffic)
+    for event in ("opened", "closed"):
+        text += _openmetric(f"istio_tcp_connections_{event}", "counter",
+                            f"The total number of TCP connections {event}", traffic)
     return text + "# EOF\n"
 
 
 def ztunnel_log(pod: dict) -> list[str]:
     """What a healthy ztunnel prints at start (tracing format: time, level, target, message, fields)."""
     return ["2025-11-01T10:00:05.102342Z\tinfo\tztunnel\tversion: version.BuildInfo{Version:\"1.28.0\", "
-            "GitRevision:\"b8d1df54465060428c2a2a38286e360beb85fb31\", RustVersion:\"1.88.0\", BuildProfile:\"release\", "
+            "GitRevision:\"b8d1df54465060428c2a2a38286e360beb85fb31\", RustVersion:\"1.88.0\", "
+            "BuildProfile:\"release\", "
             "BuildStatus:\"Clean\", GitTag:\"1.28.0\", IstioVersion:\"1.28.0\"}",
             "2025-11-01T10:00:05.231018Z\tinfo\txds::client:xds{id=1}\tStream established",
-            "2025-11-01T10:00:05.240990Z\tinfo\txds::client:xds{id=1}\treceived response\ttype_url=\"type.googleapis.com/"
+            "2025-11-01T10:00:05.240990Z\tinfo\txds::client:xds{id=1}\treceived response\t"
+            "type_url=\"type.googleapis.com/"
             "istio.workload.Address\" size=42 removes=0",
             f"2025-11-01T10:00:05.301554Z\tinfo\tinpod::statemanager\tztunnel connected to istio-cni on node "
             f"{pod['spec'].get('nodeName')}"]
@@ -903,7 +910,8 @@ def _discovered(pod: dict) -> list[dict]:
     meta, status = pod["metadata"], pod.get("status") or {}
     owner = next(iter(meta.get("ownerReferences") or []), {})
     common = {"__meta_kubernetes_namespace": meta["namespace"], "__meta_kubernetes_pod_name": meta["name"],
-              "__meta_kubernetes_pod_ip": status.get("podIP", ""), "__meta_kubernetes_pod_host_ip": status.get("hostIP", ""),
+              "__meta_kubernetes_pod_ip": status.get("podIP", ""),
+              "__meta_kubernetes_pod_host_ip": status.get("hostIP", ""),
               "__meta_kubernetes_pod_node_name": pod["spec"].get("nodeName", ""),
               "__meta_kubernetes_pod_phase": status.get("phase", ""),
               "__meta_kubernetes_pod_ready": "true" if _ready(pod) else "false",

@@ -336,8 +336,8 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
         for i in range(replicas):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(template.get("metadata") or {}),
                    "spec": copy.deepcopy(template["spec"])}
-            pod["metadata"].update(name=f"{meta['name']}-{i}" if stateful else
-                                   f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}", namespace=meta["namespace"])
+            name = f"{meta['name']}-{i}" if stateful else f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}"
+            pod["metadata"].update(name=name, namespace=meta["namespace"])
             pod["metadata"]["ownerReferences"] = [{
                 "apiVersion": "apps/v1", "kind": "StatefulSet" if stateful else "ReplicaSet", "controller": True,
                 "blockOwnerDeletion": True, "name": meta["name"] if stateful else f"{meta['name']}-{rs_hash}",
