@@ -21,6 +21,7 @@ from checks.detect import (
     WAYPOINT_CLASS,
     PerPod,
     ambient_enrolled,
+    first_served,
     is_cni,
     is_ztunnel,
     labels,
@@ -37,7 +38,7 @@ from checks.metrics import find
 from checks.model import Context, check, failed, passed, skipped, warned
 from checks.modern_inputs import EVENTS
 from checks.modern_proxies import ENVOY_STATS
-from checks.modern_traffic import PEER_AUTHENTICATIONS, effective_mode, first_served
+from checks.modern_traffic import PEER_AUTHENTICATIONS, effective_mode
 
 REDIRECTION = "ambient.istio.io/redirection"
 HBONE_PORT = 15008

@@ -59,6 +59,15 @@ def serves_revision(hooks: list[tuple[dict, dict]], value: str) -> bool:
     return any(selector_matches(h.get("namespaceSelector"), {"istio.io/rev": value}) for _, h in hooks)
 
 
+def first_served(ctx: Context, keys: tuple) -> list[dict]:
+    """The objects of a kind at the newest API version the cluster serves."""
+    for key in keys:
+        value = ctx.maybe(key)
+        if value is not None:
+            return value
+    return []
+
+
 # Pods ------------------------------------------------------------------------------------------
 
 def labels(obj: dict) -> dict:

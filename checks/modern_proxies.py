@@ -13,6 +13,7 @@ from checks.detect import (
     ISTIOD,
     MAX_EVIDENCE,
     PerPod,
+    first_served,
     image_tag,
     is_ztunnel,
     istiod_env,
@@ -185,14 +186,6 @@ def version_skew(ctx: Context):
 TELEMETRIES = tuple(Objects(Kind(f"telemetry.istio.io/{v}", "telemetries")) for v in ("v1", "v1alpha1"))
 
 
-def _telemetry_objects(ctx: Context) -> list[dict]:
-    for key in TELEMETRIES:
-        value = ctx.maybe(key)
-        if value is not None:
-            return value
-    return []
-
-
 def _metrics_inputs(istio: Istio) -> tuple:
     return (ALL_PODS, ALL_NAMESPACES, ENVOY_STATS) + TELEMETRIES
 
@@ -211,7 +204,7 @@ def proxy_metrics(ctx: Context):
     if not any(ready(p) for p in found):
         return skipped(f"none of the {len(found)} proxies is ready to be read (see proxies.crashes)")
     disabled = []
-    for t in _telemetry_objects(ctx):
+    for t in first_served(ctx, TELEMETRIES):
         for m in (t.get("spec") or {}).get("metrics") or []:
             if any(o.get("disabled") for o in m.get("overrides") or []) or m.get("providers") == []:
                 disabled.append(f"Telemetry {name_of(t)} disables metrics"

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from checks.detect import ALL_PODS, ISTIOD, MAX_EVIDENCE, labels, name_of, proxy_container
+from checks.detect import ALL_PODS, ISTIOD, MAX_EVIDENCE, first_served, labels, name_of, proxy_container
 from checks.inputs import SERVICES, Kind, Objects
 from checks.model import Context, Istio, check, failed, passed, skipped, warned
 
 DESTINATION_RULES = tuple(Objects(Kind(f"networking.istio.io/{v}", "destinationrules")) for v in ("v1", "v1beta1"))
 PEER_AUTHENTICATIONS = tuple(Objects(Kind(f"security.istio.io/{v}", "peerauthentications")) for v in ("v1", "v1beta1"))
 ORIGINATING = {"DISABLE", "SIMPLE", "MUTUAL"}  # modes that do not speak Istio mTLS to the server's sidecar
-
-
-def first_served(ctx: Context, keys: tuple) -> list[dict]:
-    """The objects of a kind at the newest API version the cluster serves."""
-    for key in keys:
-        value = ctx.maybe(key)
-        if value is not None:
-            return value
-    return []
 
 
 def _inputs(istio: Istio) -> tuple:
