@@ -1,6 +1,7 @@
 """The istiod-era checks, in the order of the "Common problems" pages (appended to the catalogue)."""
 
 from checks import detect, istiod, modern_injection, modern_proxies, modern_traffic
+from checks.analyzers.all import ANALYZERS
 
 MODERN_CHECKS = (
     detect.detect,
@@ -18,4 +19,4 @@ MODERN_CHECKS = (
     modern_proxies.certificates,
     modern_proxies.proxy_metrics,
     modern_proxies.prometheus_scrape,
-)
+) + ANALYZERS

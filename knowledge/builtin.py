@@ -419,4 +419,129 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         commands=("istioctl proxy-config secret POD -n NAMESPACE",),
     ),
 )
-ENTRIES = ENTRIES + MODERN_ENTRIES
+# Sections the configuration analyzers (checks.analyzers, `meshbot check config`) explain.
+CONFIG_ENTRIES: tuple[Entry, ...] = (
+    Entry(
+        section="route-rules-dont-seem-to-affect-traffic-flow",
+        title="A VirtualService has no visible effect",
+        page=NETWORK,
+        symptoms=(
+            "virtual service applied but traffic still goes to every version",
+            "route rule ignored, requests not split by weight",
+            "two virtual services for the same host, one seems ignored",
+            "route rules do nothing because the service port name does not say http",
+        ),
+        looks_at="every route destination of each VirtualService against the Services and ServiceEntries visible "
+        "from its namespace (host, port), and hosts claimed by several mesh VirtualServices.",
+        fix="Point each destination at a host that exists (the full NAME.NAMESPACE.svc.cluster.local across "
+        "namespaces), give multi-port destinations a port, and keep one VirtualService per host.",
+        commands=("istioctl analyze -A", "kubectl get virtualservices -A"),
+    ),
+    Entry(
+        section="route-rules-have-no-effect-on-ingress-gateway-requests",
+        title="Ingress traffic ignores the route rules",
+        page=NETWORK,
+        symptoms=(
+            "requests through the ingress gateway return 404",
+            "gateway selector matches no ingress pod",
+            "virtual service bound to a gateway that does not serve its host",
+            "subset routing works inside the mesh but not from the ingress",
+            "which gateways to list in the virtual service: the gateway name and mesh",
+        ),
+        looks_at="each Gateway's selector against the gateway pods and their Service ports, each VirtualService's "
+        "spec.gateways against the Gateways and the hosts they serve, and conflicting Gateways on one workload.",
+        fix="Bind the VirtualService to the Gateway by NAMESPACE/NAME with a host the Gateway serves, select the "
+        "gateway pods' own labels, and expose every server port on the gateway's Service.",
+        commands=("kubectl get gateways.networking.istio.io -A",
+                  "istioctl proxy-config routes deploy/istio-ingressgateway -n istio-system"),
+    ),
+    Entry(
+        section="tls-configuration-mistakes",
+        title="TLS set up in the wrong place",
+        page=NETWORK,
+        symptoms=(
+            "tls origination to an external service does not verify the certificate",
+            "destination rule simple tls without ca certificates",
+        ),
+        looks_at="DestinationRules that originate TLS (SIMPLE, MUTUAL) and whether they verify the server.",
+        fix="Give TLS origination the CA that signed the server's certificate (caCertificates or a credentialName "
+        "with ca.crt).",
+        commands=("kubectl get destinationrules -A -o yaml | grep -B3 -A6 'mode: SIMPLE'",),
+    ),
+    Entry(
+        section="sending-https-to-an-http-port",
+        title="A port's protocol is not declared",
+        parent="tls-configuration-mistakes",
+        page=NETWORK,
+        symptoms=(
+            "service port has no name so istio guesses the protocol",
+            "https sent to a port named http fails",
+            "server first protocol hangs through the sidecar",
+            "SSL routines:ssl3_get_record:wrong version number",
+        ),
+        looks_at="every Service port's name prefix and appProtocol, which is how Istio learns its protocol.",
+        fix="Name each port after its protocol (http-web, grpc, tcp-db, https) or set appProtocol.",
+        commands=("kubectl get svc -A -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name,"
+                  "PORTS:.spec.ports[*].name",),
+    ),
+    Entry(
+        section="404-errors-occur-when-multiple-gateways-configured-with-same-tls-certificate",
+        title="404s from gateways that share one certificate",
+        parent="tls-configuration-mistakes",
+        page=NETWORK,
+        symptoms=(
+            "second host on the ingress answers 404 in the browser but works with curl",
+            "two gateways use the same wildcard certificate",
+        ),
+        looks_at="Gateways on the same workload whose servers use the same credentialName or certificate files.",
+        fix="Serve hosts that share a certificate from one Gateway, or give each Gateway its own certificate.",
+        commands=("kubectl get gateways.networking.istio.io -A -o yaml | grep credentialName",),
+    ),
+    Entry(
+        section="make-sure-the-policy-is-applied-to-the-correct-target",
+        title="A policy applies to nothing",
+        page=SECURITY,
+        symptoms=(
+            "authorization policy has no effect at all",
+            "policy selector matches no pods",
+            "targetRefs point at a service that does not exist",
+            "sidecar resource selects no workload",
+        ),
+        looks_at="the selectors and targetRefs of AuthorizationPolicies, Sidecars and other policies against the "
+        "workloads, Services and waypoints that exist, and namespaces the rules name.",
+        fix="Select the labels of meshed pods in the policy's own namespace (or the root namespace for the whole "
+        "mesh), and target objects of the policy's namespace.",
+        commands=("kubectl get authorizationpolicies,sidecars -A", "istioctl x authz check POD -n NAMESPACE"),
+    ),
+    Entry(
+        section="make-sure-you-are-not-using-http-only-fields-on-tcp-ports",
+        title="HTTP rules where only L4 is enforced",
+        page=SECURITY,
+        symptoms=(
+            "ambient authorization policy with paths or methods denies everything",
+            "ztunnel ignores http rules in an authorization policy",
+            "l7 policy in an ambient namespace without a waypoint",
+        ),
+        looks_at="AuthorizationPolicies in ambient namespaces that use HTTP attributes while ztunnel enforces them, "
+        "and waypoints that the use-waypoint labels name.",
+        fix="Deploy a waypoint for the namespace and attach HTTP rules to it with targetRefs; keep selector-bound "
+        "policies to L4 attributes (ports, principals, namespaces).",
+        commands=("istioctl waypoint apply -n NAMESPACE --enroll-namespace", "istioctl waypoint list -A"),
+    ),
+    Entry(
+        section="ensure-istiod-accepts-the-policies",
+        title="istiod reports an object as not accepted",
+        page=SECURITY,
+        symptoms=(
+            "authorization policy status says ztunnel accepted false",
+            "service waypoint bound false",
+            "gateway programmed false, httproute not accepted",
+        ),
+        looks_at="the status conditions istiod and the Gateway API controller write on Services, ServiceEntries, "
+        "AuthorizationPolicies, Gateways and routes.",
+        fix="Read the condition's reason and message; fix the reference or the unsupported field it names, then "
+        "watch the condition turn True.",
+        commands=("kubectl get authorizationpolicy -A -o yaml | grep -A5 conditions",),
+    ),
+)
+ENTRIES = ENTRIES + MODERN_ENTRIES + CONFIG_ENTRIES
