@@ -60,7 +60,8 @@ class Index:
         self.items = items
         self.by_name: dict[tuple[str, str], dict] = {}
         self.by_ns: dict[str, list[dict]] = defaultdict(list)
-        self._postings: dict[tuple[str, str], list[int]] | None = {} if by_label else None
+        # (key, value) and (namespace, key, value) → positions in items
+        self._postings: dict[tuple, list[int]] | None = {} if by_label else None
         for i, obj in enumerate(items):
             meta = obj.get("metadata") or {}
             ns = meta.get("namespace") or ""
@@ -69,6 +70,7 @@ class Index:
             if by_label:
                 for pair in (meta.get("labels") or {}).items():
                     self._postings.setdefault(pair, []).append(i)
+                    self._postings.setdefault((ns, *pair), []).append(i)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -86,12 +88,12 @@ class Index:
         if self._postings is None:
             return [o for o in (self.items if namespace is None else self.in_namespace(namespace))
                     if has_labels(o, labels)]
-        lists = sorted((self._postings.get((k, str(v)), ()) for k, v in labels.items()), key=len)
+        scope = () if namespace is None else (namespace,)
+        lists = sorted((self._postings.get((*scope, k, str(v)), ()) for k, v in labels.items()), key=len)
         if not lists[0]:
             return []
         hits = set(lists[0]).intersection(*lists[1:]) if len(lists) > 1 else lists[0]
-        found = [self.items[i] for i in sorted(hits)]
-        return found if namespace is None else [o for o in found if namespace_of(o) == namespace]
+        return [self.items[i] for i in sorted(hits)]
 
 
 @dataclass(frozen=True)
