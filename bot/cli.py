@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.add_argument("--all-pods", action="store_true",
                        help="read every sidecar's log, not only those pod status points at plus one per workload")
+    check.add_argument("--namespace", "-n", metavar="NS",
+                       help="configuration findings (`config`) about objects in this namespace only")
 
     listing = sub.add_parser("checks", help="list every check")
     listing.add_argument("--json", action="store_true")
@@ -89,7 +91,8 @@ def cmd_check(args) -> int:
     else:
         name, cluster = config.cluster(args.cluster)
     with _no_cycle_collector():
-        report = run_on_cluster(name, cluster, chosen, config.checks, all_pods=args.all_pods)
+        report = run_on_cluster(name, cluster, chosen, config.checks, all_pods=args.all_pods,
+                                focus_namespace=args.namespace)
     print(json.dumps(report.to_json(), indent=2) if args.json else report_text(report))
     return EXIT_OK if report.ok else EXIT_FINDINGS
 

@@ -15,5 +15,5 @@ def post(thread, index: knowledge.Index, results, cluster: str | None = None) ->
         if r.status in FINDINGS:
             section = index.section(r.section)
             excerpt = knowledge.excerpt_for_section(index, r.section, prose=True)  # the fix is the check's
-            thread.reply(f"{cluster}:{r.check}" if cluster else r.check,
+            thread.reply(f"{cluster}:{r.key}" if cluster else r.key,  # r.key: one reply per finding
                          render.finding(r, excerpt, section.url if section else None, cluster=cluster))

@@ -231,7 +231,6 @@ def proxies_connected(ctx: Context):
 # Rejects and EnvoyFilters ----------------------------------------------------------------------
 
 REJECT_GAUGES = ("pilot_xds_cds_reject", "pilot_xds_lds_reject", "pilot_xds_rds_reject", "pilot_xds_eds_reject")
-RELATIVE_OPS = {"INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE", "MERGE"}
 
 
 def _reject_inputs(istio: Istio) -> tuple:
@@ -243,13 +242,10 @@ def _proxy_versions(pods: list[dict]) -> set[str]:
 
 
 def envoyfilter_problems(filters: list[dict], versions: set[str]) -> list[str]:
+    """proxyVersion matches no running proxy satisfies (patch operations themselves: config.envoy-filters)."""
     out = []
     for ef in filters:
         patches = (ef.get("spec") or {}).get("configPatches") or []
-        relative = any(str((p.get("patch") or {}).get("operation", "")).upper() in RELATIVE_OPS for p in patches)
-        if relative and "priority" not in (ef.get("spec") or {}):
-            out.append(f"EnvoyFilter {name_of(ef)} uses a relative patch operation without `priority` (IST0151): "
-                       "its position depends on other filters and can move after an upgrade")
         for p in patches:
             regex = ((p.get("match") or {}).get("proxy") or {}).get("proxyVersion")
             if regex and versions:
@@ -272,8 +268,8 @@ def envoyfilter_problems(filters: list[dict], versions: set[str]) -> list[str]:
                    "EnvoyFilter", "INSERT_BEFORE", "proxyVersion", "priority"))
 def xds_rejects(ctx: Context):
     """Reads istiod's reject gauges (`pilot_xds_{cds,lds,rds,eds}_reject`, by rejecting proxy and error) and push
-    send errors, and lints EnvoyFilters: relative operations without priority, and `proxyVersion` matches that no
-    running proxy satisfies after an upgrade."""
+    send errors, and EnvoyFilters' `proxyVersion` matches that no running proxy satisfies after an upgrade (their
+    patch operations are config.envoy-filters')."""
     pods = ctx.get(ALL_PODS)
     filters = ctx.maybe(Objects(ENVOY_FILTERS), []) or []
     lint = envoyfilter_problems(filters, _proxy_versions(pods))

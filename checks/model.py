@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,12 +84,21 @@ class Istio:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a check concluded; the runner adds the check's identity."""
+    """What a check concluded; the runner adds the check's identity.
+
+    A check may conclude several outcomes (one per finding, checks.analyzers); those carry the message
+    ``code``, the ``objects`` they are about ("Kind namespace/name", the one at fault first), the guide
+    ``url`` and, when it differs from the check's, the ``section`` the finding belongs to.
+    """
 
     status: Status
     summary: str
     evidence: tuple[str, ...] = ()
     fix: str = ""
+    code: str = ""
+    objects: tuple[str, ...] = ()
+    url: str = ""
+    section: str = ""
 
 
 def passed(summary: str, *evidence: str) -> Outcome:
@@ -116,9 +126,21 @@ class Result:
     summary: str
     evidence: tuple[str, ...] = ()
     fix: str = ""
+    code: str = ""  # the optional fields of the JSON contract: present only when set
+    objects: tuple[str, ...] = ()
+    url: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable across runs for the same finding: the check id, or for one of several findings of a check
+        its code, its object and its summary (the thread reply and the digest state are keyed by it)."""
+        if not self.code:
+            return self.check
+        digest = hashlib.sha1(self.summary.encode()).hexdigest()[:8]
+        return f"{self.check}|{self.code}|{self.objects[0] if self.objects else ''}|{digest}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "check": self.check,
             "title": self.title,
             "section": self.section,
@@ -127,6 +149,13 @@ class Result:
             "evidence": list(self.evidence),
             "fix": self.fix,
         }
+        if self.code:
+            out["code"] = self.code
+        if self.objects:
+            out["objects"] = list(self.objects)
+        if self.url:
+            out["url"] = self.url
+        return out
 
 
 class InputUnavailable(Exception):
@@ -169,6 +198,7 @@ class Settings:
     clock_skew_seconds: float = 30.0
     refresh_delay_seconds: float = 10.0  # shorter is the polling the high-CPU section means (1s defaults)
     hot_sidecar_millicores: float = 100.0  # a sidecar above this and above its app's CPU is hot
+    focus_namespace: str | None = None  # configuration findings about objects in this namespace only
 
 
 @dataclass(frozen=True)
@@ -178,7 +208,7 @@ class Check:
     section: str
     generations: frozenset[Generation]
     inputs: Callable[[Istio], tuple]
-    run: Callable[[Context], Outcome]
+    run: Callable[[Context], Outcome | list[Outcome]]  # several: one per finding (checks.analyzers)
     description: str = ""
     # What the problem looks like where people see it: log lines, metric names, error strings, ports, object
     # kinds. Answers use it as the symptom vocabulary of the check's guide section (knowledge.index).

@@ -1,6 +1,7 @@
 """The istiod-era checks, in the order of the "Common problems" pages (appended to the catalogue)."""
 
 from checks import ambient, detect, istiod, modern_injection, modern_proxies, modern_traffic
+from checks.analyzers.all import ANALYZERS
 
 MODERN_CHECKS = (
     detect.detect,
@@ -23,4 +24,4 @@ MODERN_CHECKS = (
     ambient.captured,
     ambient.hbone_policy,
     ambient.waypoints,
-)
+) + ANALYZERS

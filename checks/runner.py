@@ -126,7 +126,7 @@ async def run_async(cluster: Cluster, checks: Sequence[Check], *, namespace: str
                 results.append(_result(check, reason))
                 continue
             evaluated = time.monotonic()
-            results.append(_run_one(check, Context(istio, settings, values, declared[check.id])))
+            results += _run_one(check, Context(istio, settings, values, declared[check.id]))
             # how long until this check could answer: its slowest input, plus its own work
             ready = max((gatherer.finished.get(k, started) for k in declared[check.id]), default=started)
             timings[check.id] = ready - started + time.monotonic() - evaluated
@@ -154,13 +154,16 @@ def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | Non
 
 
 def _result(check: Check, out: Outcome) -> Result:
-    return Result(check.id, check.title, check.section, out.status, out.summary, tuple(out.evidence), out.fix)
+    return Result(check.id, check.title, out.section or check.section, out.status, out.summary,
+                  tuple(out.evidence), out.fix, out.code, tuple(out.objects), out.url)
 
 
-def _run_one(check: Check, context: Context) -> Result:
+def _run_one(check: Check, context: Context) -> list[Result]:
     try:
-        return _result(check, check.run(context))
+        outcome = check.run(context)
+        outcomes = outcome if isinstance(outcome, list) else [outcome]
+        return [_result(check, o) for o in outcomes]
     except (InputUnavailable, ClusterError) as exc:  # a payload a check found damaged too
-        return _result(check, Outcome(Status.ERROR, f"could not tell: {exc}"))
+        return [_result(check, Outcome(Status.ERROR, f"could not tell: {exc}"))]
     except Exception as exc:  # a check's bug must not stop the others
-        return _result(check, Outcome(Status.ERROR, f"check {check.id} crashed: {type(exc).__name__}: {exc}"))
+        return [_result(check, Outcome(Status.ERROR, f"check {check.id} crashed: {type(exc).__name__}: {exc}"))]

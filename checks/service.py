@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from checks.cluster import Cluster
@@ -11,14 +12,16 @@ from checks.runner import Report, run
 
 
 def run_on_cluster(name: str, cluster_config, checks: Sequence[Check], checks_config, *,
-                   all_pods: bool = False) -> Report:
-    """Run checks; a cluster that cannot even be configured raises ConfigError."""
+                   all_pods: bool = False, focus_namespace: str | None = None) -> Report:
+    """Run checks; a cluster that cannot even be configured raises ConfigError. ``focus_namespace`` keeps the
+    configuration findings about that namespace only (cluster-scoped objects' findings are kept too)."""
     cluster = Cluster.connect(
         name, cluster_config.kubeconfig, cluster_config.context,
         request_timeout=checks_config.request_timeout_seconds, concurrency=checks_config.concurrency,
         endpoints=cluster_config.endpoints,
     )
-    return run(cluster, checks, namespace=cluster_config.istio_namespace, settings=checks_config.settings(),
+    settings = dataclasses.replace(checks_config.settings(), focus_namespace=focus_namespace)
+    return run(cluster, checks, namespace=cluster_config.istio_namespace, settings=settings,
                budget=checks_config.budget_seconds, concurrency=checks_config.concurrency, all_pods=all_pods)
 
 

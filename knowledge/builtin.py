@@ -517,6 +517,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "new routing rule takes a while before the sidecars apply it",
             "service port not named for its protocol so L7 routing does not apply",
         ),
+        looks_at="every route destination of each VirtualService against the Services and ServiceEntries visible "
+        "from its namespace (host, port), and hosts claimed by several mesh VirtualServices.",
         fix="Send enough requests (about a hundred) before judging weights; check that the Kubernetes "
         "Service and pods meet Istio's requirements (named ports, app and version labels); allow a few "
         "seconds for configuration to reach every proxy.",
@@ -532,6 +534,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "internal calls go to v1 but calls from outside the cluster round robin across all versions",
             "virtual service bound to the gateway does not apply the mesh-internal routing rules",
         ),
+        looks_at="each Gateway's selector against the gateway pods and their Service ports, each VirtualService's "
+        "spec.gateways against the Gateways and the hosts they serve, and conflicting Gateways on one workload.",
         fix="Requests from the gateway follow the VirtualService bound to the gateway (its host), so put "
         "the subset there too, or merge both into one VirtualService listing both the gateway and mesh.",
         commands=("kubectl get virtualservices -A", "istioctl proxy-config routes deploy/istio-ingressgateway -n "
@@ -559,6 +563,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "traffic fails after a tls setting on a gateway, service entry or destination rule",
             "misconfigured tls between the gateway, the sidecars and the application",
         ),
+        looks_at="DestinationRules that originate TLS (SIMPLE, MUTUAL) and whether they verify the server.",
         fix="Find which of the common mismatches applies: HTTPS sent to a port declared HTTP, a gateway and "
         "virtual service disagreeing on TLS, TLS originated twice, one certificate on several gateways, "
         "or SNI routing without SNI.",
@@ -573,6 +578,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "service entry port 443 declared with protocol HTTP and the app sends https",
             "access log shows 400 DPE for https requests to an external host",
         ),
+        looks_at="every Service port's name prefix and appProtocol, which is how Istio learns its protocol.",
         fix="Declare the port's protocol as HTTPS (and name it https) when the application sends TLS itself.",
         commands=("kubectl get serviceentries -A -o yaml",),
     ),
@@ -616,6 +622,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "two gateways with the same wildcard certificate on one ingress gateway deployment",
             "http2 connection reuse across hosts sends requests to the wrong gateway server",
         ),
+        looks_at="Gateways on the same workload whose servers use the same credentialName or certificate files.",
         fix="Use one Gateway with the wildcard host for every host that shares the certificate, and bind each "
         "VirtualService to it.",
         commands=("kubectl get gateways -A",),
@@ -713,6 +720,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "port not named http- so the policy's http conditions never match",
             "request principals or jwt conditions on a plain tcp port",
         ),
+        looks_at="AuthorizationPolicies in ambient namespaces that use HTTP attributes while ztunnel enforces "
+        "them, and waypoints that the use-waypoint labels name.",
         fix="Name the Service port with its protocol (http-…) when the policy uses HTTP fields, or drop those "
         "fields for TCP traffic.",
         commands=("kubectl get service NAME -o yaml",),
@@ -728,6 +737,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "policy in the wrong namespace or its selector matchLabels do not match the pods",
             "which authorization policies apply to this pod",
         ),
+        looks_at="the selectors and targetRefs of AuthorizationPolicies, Sidecars and other policies against the "
+        "workloads, Services and waypoints that exist, and namespaces the rules name.",
         fix="Check the policy's namespace and workload selector, and list what applies to the pod.",
         commands=("istioctl x authz check POD.NAMESPACE",),
     ),
@@ -755,6 +766,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "turn on authorization debug logs in istiod",
             "istiod logs errors while generating rbac filters for a policy",
         ),
+        looks_at="the status conditions istiod and the Gateway API controller write on Services, ServiceEntries, "
+        "AuthorizationPolicies, Gateways and routes.",
         fix="Raise istiod's authorization log level, re-apply the policy, and read the discovery container's "
         "log for the filters it built for each workload.",
         commands=("istioctl admin log --level authorization:debug",

@@ -6,6 +6,9 @@ A scenario is YAML:
     extends: other.yaml            # start from another scenario (lists append, maps merge)
     kubernetes: "1.10"             # served version; Leases exist from 1.14
     manifests: [manifests/istio-0.5.1.yaml, ...]   # under kubesim/data/
+    files: [istio-analyzers-1.28.10/testdata/x.yaml, /abs/path.yaml]   # objects as they are (under
+                                   # kubesim/data/ or absolute); kinds no CRD serves are left out, as the API
+                                   # server would refuse them
     namespaces: {default: {istio-injection: enabled}}
     nodes: 3
     objects: [...]                 # extra objects
@@ -188,6 +191,12 @@ def build(name: str, spec: dict) -> Scenario:
             store.add(obj)
     for obj in spec.get("objects") or []:
         store.add(obj)
+    for path in spec.get("files") or []:
+        for obj in load_manifest((DATA / path).read_text()):
+            if obj.get("kind") == "Node":  # its kubelet posts a status
+                obj.setdefault("status", {}).setdefault("conditions", [{"type": "Ready", "status": "True"}])
+            if obj.get("kind") == "List" or store.resource_for_kind(obj["kind"], obj.get("apiVersion", "v1")):
+                store.add(obj)
     for ns, labels in (spec.get("namespaces") or {}).items():
         existing = store.get("v1", "namespaces", None, ns) or store.add(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
