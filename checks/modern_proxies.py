@@ -255,7 +255,7 @@ def _scrape_inputs(istio: Istio) -> tuple:
 PROXY_METRICS_PORTS = {"15020", "15090"}  # the agent's merged port (annotations), Envoy's own (the PodMonitor)
 
 
-def _scrapes_a_proxy(target: dict, pods: list[dict]) -> bool:
+def _scrapes_a_proxy(target: dict, names: set, ips: set) -> bool:
     """Whether a target scrapes a proxy's metrics port. Its discovered address is the pod's first declared port,
     not the one scraped (relabelling rewrites it): the scrape URL says which port, the pod labels which pod."""
     url = urlsplit(str(target.get("scrapeUrl", "")))
@@ -263,9 +263,7 @@ def _scrapes_a_proxy(target: dict, pods: list[dict]) -> bool:
         return False
     found = target.get("discoveredLabels") or {}
     pod = (found.get("__meta_kubernetes_namespace"), found.get("__meta_kubernetes_pod_name"))
-    if pod[1]:
-        return any((p["metadata"]["namespace"], p["metadata"]["name"]) == pod for p in pods)
-    return any((p.get("status") or {}).get("podIP") == url.hostname for p in pods)
+    return pod in names if pod[1] else url.hostname in ips
 
 
 @check(id="telemetry.prometheus-scrape", title="Prometheus scrapes the proxies",
@@ -287,7 +285,9 @@ def prometheus_scrape(ctx: Context):
     except (ValueError, AttributeError):
         raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON")) from None
     pods = proxies(ctx.get(ALL_PODS))
-    mine = [t for t in targets if _scrapes_a_proxy(t, pods)]
+    names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
+    ips = {(p.get("status") or {}).get("podIP") for p in pods}
+    mine = [t for t in targets if _scrapes_a_proxy(t, names, ips)]
     down = [t for t in mine if t.get("health") != "up"]
     fix = (f"kubectl -n {endpoint.namespace} get configmap prometheus -o yaml | grep -A30 kubernetes-pods\n"
            "kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.name} "
