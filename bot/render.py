@@ -208,7 +208,10 @@ def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
         since = [f"*Since the previous digest ({_when(changes.previous_at)})*"]
         since += _changes("New", changes.new, at) + _changes("Resolved", changes.resolved, at)
         since += _changes("Still failing", changes.still, at)
-
+        since += _changes("Suppressed", changes.suppressed, at)
+        if changes.unchanged_config:
+            since.append(f"{changes.unchanged_config} configuration finding(s) unchanged, not listed again "
+                         "(`/mesh check config` shows them all)")
         if changes.unreachable:
             since.append("Now unreachable: " + ", ".join(f"`{escape_mrkdwn(n)}`" for n in changes.unreachable))
         if changes.reachable_again:
@@ -243,9 +246,10 @@ def _changes(label: str, changes: Sequence, at: float) -> list[str]:
             note += f" (was {c.was.upper()})"
         elif label == "Still failing" and c.since is not None:
             note += f" for {duration(at - c.since)}"
-        elif label == "Resolved":
+        elif label in ("Resolved", "Suppressed"):
             note = f"was {c.status.upper()}"
-        shown.append(f"    • `{escape_mrkdwn(c.cluster)}` `{c.check}` {note}")
+        what = f"`{c.code}` {escape_mrkdwn(c.object)}" if c.code else f"`{c.check}`"
+        shown.append(f"    • `{escape_mrkdwn(c.cluster)}` {what} {note}")
     if len(changes) > DIGEST_LIST_MAX:
         shown.append(f"    • and {len(changes) - DIGEST_LIST_MAX} more (in the thread)")
     return [f"{label} ({len(changes)}):"] + shown
