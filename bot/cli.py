@@ -88,13 +88,33 @@ def cmd_check(args) -> int:
         from bot.config import ClusterConfig
 
         name, cluster = args.context or "default", ClusterConfig(kubeconfig=args.kubeconfig, context=args.context)
+        suppressed = []
     else:
         name, cluster = config.cluster(args.cluster)
+        suppressed = _suppressions(name, cluster)
     with _no_cycle_collector():
         report = run_on_cluster(name, cluster, chosen, config.checks, all_pods=args.all_pods,
-                                focus_namespace=args.namespace)
+                                focus_namespace=args.namespace, suppressions=suppressed)
     print(json.dumps(report.to_json(), indent=2) if args.json else report_text(report))
     return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _suppressions(name: str, cluster) -> list:
+    """A configured cluster's suppressions: its config's, and those made from Slack when REDIS_URL names the bot's
+    Redis. A Redis that does not answer leaves the config's, with a warning: the run goes on."""
+    from bot import suppressions
+
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return suppressions.for_cluster(cluster, name)
+    import redis
+
+    try:
+        return suppressions.for_cluster(cluster, name, redis.Redis.from_url(url, socket_timeout=1,
+                                                                           socket_connect_timeout=1))
+    except redis.RedisError as exc:
+        print(f"meshbot: warning: suppressions made in Slack not applied (Redis: {exc})", file=sys.stderr)
+        return suppressions.for_cluster(cluster, name)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from checks.cluster import DEFAULT_CONCURRENCY
 from checks.model import Settings as CheckSettings
+from checks.suppression import Suppression
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -22,6 +24,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+CODE = r"^(IST|MB)\d{4}$"
+OBJECT = r"^[A-Z][A-Za-z]+ ([a-z0-9][a-z0-9.-]*/)?[A-Za-z0-9][A-Za-z0-9._~-]*$"  # "Kind [namespace/]name"
+
+
+class SuppressionConfig(_Strict):
+    """A configuration finding not to report as a problem on this cluster (it still shows, as `skip`)."""
+
+    code: str = Field(pattern=CODE)
+    object: str = Field(pattern=OBJECT)
+    until: datetime | None = None  # none: for good
+    reason: str = Field(min_length=1)
+
+    def suppression(self) -> Suppression:
+        until = self.until.replace(tzinfo=self.until.tzinfo or UTC).timestamp() if self.until else None
+        return Suppression(self.code, self.object, "config", self.reason, until)
+
+
 class ClusterConfig(_Strict):
     kubeconfig: str | None = None  # none: in-cluster, then ~/.kube/config
     context: str | None = None
@@ -31,6 +50,8 @@ class ClusterConfig(_Strict):
     # Who may run checks here; empty means everyone in every channel.
     allowed_channels: list[str] = Field(default_factory=list)
     allowed_users: list[str] = Field(default_factory=list)
+    # Configuration findings reported as `skip` here (more can be added from Slack: bot.suppressions).
+    suppressions: list[SuppressionConfig] = Field(default_factory=list)
 
 
 class ChecksConfig(_Strict):

@@ -8,12 +8,15 @@ Slack waits for the ack.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot import access, audit, schedules
+from bot import access, audit, schedules, suppressions
 from bot import queue as jobqueue
 from bot.config import Config, ConfigurationError
+from checks.suppression import Suppression
 from handlers import grammar
 from handlers.grammar import Origin
 from handlers.markup import escape_mrkdwn
@@ -38,6 +41,7 @@ class Catalogue:
 class Reply:
     text: str
     job: str | None = None  # set when a job will answer (queued now, or earlier for a retried request)
+    blocks: list[dict] | None = None  # Block Kit (buttons), when the reply has more than text
 
 
 QUEUE_DOWN = ("I can't reach my job queue (Redis) right now, so nothing was started. "
@@ -76,6 +80,13 @@ class Desk:
                 except jobqueue.QueueDown:
                     audit.record(origin, "digest", "queue-down")
                     return Reply(QUEUE_DOWN)
+            case grammar.SuppressRequest() | grammar.UnsuppressRequest() | grammar.SuppressionsRequest():
+                try:
+                    with self.breaker:
+                        return self._suppression(request, origin)
+                except jobqueue.QueueDown:
+                    audit.record(origin, "suppress", "queue-down")
+                    return Reply(QUEUE_DOWN)
             case grammar.Invalid(message=message):
                 audit.record(origin, "?", "invalid")
                 return Reply(message)
@@ -91,7 +102,7 @@ class Desk:
                 return Reply("No cluster is configured, so there is nothing to check yet.")
             return Reply(f"Which cluster? e.g. `/mesh {request.text} on {sorted(self.config.clusters)[0]}`; "
                          "`/mesh clusters` lists them.")
-        request = grammar.CheckRequest(request.targets, cluster, request.deep)
+        request = grammar.CheckRequest(request.targets, cluster, request.deep, request.namespace)
         if not access.allowed(self.config.clusters[cluster], origin.user, origin.channel,
                               origin.user_name, origin.channel_name):
             audit.record(origin, request.text, "denied")
@@ -100,10 +111,66 @@ class Desk:
         payload = {"kind": "check", "targets": list(request.targets), "cluster": cluster}
         if request.deep:
             payload["deep"] = True
+        if request.namespace:
+            payload["namespace"] = request.namespace
         every = ", reading every sidecar's log," if request.deep else ""
+        where = f" (namespace {request.namespace})" if request.namespace else ""
         return self._enqueue(payload, origin, key, request.text,
-                             f"Checking {' '.join(request.targets)} on {cluster}{every}… results will appear in this "
-                             "channel.")
+                             f"Checking {' '.join(request.targets)}{where} on {cluster}{every}… results will appear "
+                             "in this channel.")
+
+    def _suppression(self, request: grammar.SuppressionRequest, origin: Origin) -> Reply:
+        """Suppress, lift or list configuration findings: Redis only, no job (bot.suppressions)."""
+        from bot import render  # Block Kit for the buttons; it imports the check engine, which the desk need not load
+
+        store = suppressions.Suppressions(self.queue.connection)
+        if isinstance(request, grammar.SuppressionsRequest):
+            named = [request.cluster] if request.cluster else access.usable_clusters(
+                self.config, origin.user, origin.channel, origin.user_name, origin.channel_name)
+            for name in named:
+                if not self._may(name, origin):
+                    audit.record(origin, f"suppressions {name}", "denied")
+                    return Reply(f"You can't see `{name}` from here: it is limited to certain channels or people.")
+            listing = [(name, s) for name in named
+                       for s in suppressions.for_cluster(self.config.clusters[name], name, self.queue.connection)]
+            audit.record(origin, "suppressions" + (f" {request.cluster}" if request.cluster else ""), "answered")
+            message = render.suppressions(listing, named)
+            return Reply(message.text, blocks=message.to_json()["blocks"])
+        cluster = request.cluster or self._default_cluster()
+        if cluster is None:
+            audit.record(origin, request.text, "invalid", reason="no cluster")
+            return Reply("Which cluster? Add `on CLUSTER`; `/mesh clusters` lists them.")
+        request = dataclasses.replace(request, cluster=cluster)
+        if not self._may(cluster, origin):
+            audit.record(origin, request.text, "denied")
+            return Reply(f"You can't change what is reported on `{cluster}` from here: it is limited to certain "
+                         "channels or people.")
+        if isinstance(request, grammar.UnsuppressRequest):
+            lifted = store.remove(cluster, request.code, request.object)
+            if lifted is None:
+                audit.record(origin, request.text, "invalid", reason="no such suppression")
+                configured = any(c.code == request.code and c.object == request.object
+                                 for c in self.config.clusters[cluster].suppressions)
+                return Reply(f"`{request.code} {escape_mrkdwn(request.object)}` is suppressed by meshbot's config "
+                             "file on this cluster: ask whoever runs meshbot." if configured else
+                             f"Nothing suppresses `{request.code} {escape_mrkdwn(request.object)}` on `{cluster}`. "
+                             f"`/mesh suppressions {cluster}` lists what does.")
+            audit.record(origin, request.text, "unsuppressed", cluster=cluster, code=request.code,
+                         object=request.object, was_by=lifted.by)
+            return Reply(f"Lifted: `{request.code} {escape_mrkdwn(request.object)}` is reported on `{cluster}` again "
+                         "from the next check.")
+        now = time.time()
+        made = Suppression(request.code, request.object, origin.user, request.reason, now + request.seconds, now,
+                           origin.user_name)
+        store.add(cluster, made)
+        audit.record(origin, request.text, "suppressed", cluster=cluster, code=made.code, object=made.object,
+                     until=made.until, reason=made.reason or None)
+        message = render.suppressed(cluster, made)
+        return Reply(message.text, blocks=message.to_json()["blocks"])
+
+    def _may(self, cluster: str, origin: Origin) -> bool:
+        return access.allowed(self.config.clusters[cluster], origin.user, origin.channel, origin.user_name,
+                              origin.channel_name)
 
     def _digest(self, request: grammar.DigestRequest, origin: Origin, key: str) -> Reply:
         subscriptions = schedules.Subscriptions(self.queue.connection)

@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot import access, metrics, render
+from bot import access, metrics, render, suppressions
 from bot.findings import FINDINGS
 from bot.findings import post as post_findings
 from checks.errors import AccessError, Unreachable
+from checks.model import Status
 from checks.runner import Report, UnknownTarget, select
 from checks.service import run_on_cluster, unreachable_report
 
@@ -47,6 +48,13 @@ class Change:
     status: str
     since: float | None = None  # still failing: when it was first seen
     was: str | None = None  # a finding whose status changed (warn → fail): the old status
+    code: str = ""  # a configuration finding (one of several of its check): its code and object
+    object: str = ""
+    key: str = ""  # Result.key
+
+    @property
+    def name(self) -> str:
+        return f"{self.cluster}:{self.check}" + (f":{self.code} {self.object}" if self.code else "")
 
 
 @dataclass
@@ -58,6 +66,8 @@ class Changes:
     reachable_again: list[str] = field(default_factory=list)
     first: list[str] = field(default_factory=list)  # clusters this channel never had a digest of
     previous_at: float | None = None
+    unchanged_config: int = 0  # configuration findings still there: counted, not listed (they can be many)
+    suppressed: list[Change] = field(default_factory=list)  # findings suppressed since the previous digest
 
     @property
     def any(self) -> bool:
@@ -65,13 +75,13 @@ class Changes:
 
 
 def check_clusters(config, names: list[str], checks, origin: dict | None = None,
-                   parallel: int = MAX_PARALLEL) -> list[ClusterDigest]:
-    """Run ``checks`` on every cluster named, ``parallel`` at a time."""
+                   parallel: int = MAX_PARALLEL, redis=None) -> list[ClusterDigest]:
+    """Run ``checks`` on every cluster named, ``parallel`` at a time (with the suppressions kept in ``redis``)."""
     with ThreadPoolExecutor(max(1, min(parallel, len(names)))) as pool:
-        return list(pool.map(lambda name: _check_one(config, name, checks, origin), names))
+        return list(pool.map(lambda name: _check_one(config, name, checks, origin, redis), names))
 
 
-def _check_one(config, name: str, checks, origin: dict | None) -> ClusterDigest:
+def _check_one(config, name: str, checks, origin: dict | None, redis=None) -> ClusterDigest:
     cluster = config.clusters.get(name)
     if cluster is None:
         return _unreachable(name, checks, "this cluster is no longer configured")
@@ -81,7 +91,8 @@ def _check_one(config, name: str, checks, origin: dict | None) -> ClusterDigest:
         return _unreachable(name, checks, "the subscriber may no longer check this cluster from this channel",
                             cluster.istio_namespace)
     try:
-        report = run_on_cluster(name, cluster, checks, config.checks)
+        report = run_on_cluster(name, cluster, checks, config.checks,
+                                suppressions=suppressions.for_cluster(cluster, name, redis))
         metrics.observe_checks(report.timings)
     except AccessError as exc:  # e.g. a kubeconfig that does not load
         return _unreachable(name, checks, str(exc), cluster.istio_namespace)
@@ -97,8 +108,11 @@ def _unreachable(name: str, checks, cause: str, namespace: str = "istio-system")
 def compare(previous: dict[str, dict], digests: list[ClusterDigest], at: float) -> tuple[Changes, dict[str, dict]]:
     """What changed since ``previous`` (cluster → state), and the state to keep for next time.
 
-    Only checks that ran can be resolved: the findings of the others are kept, and clusters
-    not in ``digests`` are left out of the new state (State.save keeps theirs).
+    Findings are keyed by Result.key: a check's id, or for a configuration finding (one of several of its
+    check) its check, code and object. Configuration findings are news only when they appear or go: one that
+    stays is counted, not listed, and one suppressed in between is neither new nor resolved. Only checks that
+    ran can be resolved: the findings of the others are kept, and clusters not in ``digests`` are left out of
+    the new state (State.save keeps theirs).
     """
     changes = Changes(previous_at=max((p["at"] for p in previous.values()), default=None))
     state: dict[str, dict] = {}
@@ -114,27 +128,41 @@ def compare(previous: dict[str, dict], digests: list[ClusterDigest], at: float) 
             continue
         if before is not None and not before["reachable"]:
             changes.reachable_again.append(d.name)
-        findings = {}
+        findings, suppressed = {}, {}
         for r in d.report.results:
+            if r.code and r.objects and r.status is Status.SKIP and r.summary.startswith("suppressed by"):
+                suppressed[r.key] = r
             if r.status not in FINDINGS:
                 continue
-            seen = before_findings.get(r.check)
+            seen = before_findings.get(r.key)
             since = seen["since"] if seen else at
-            findings[r.check] = {"status": r.status.value, "since": since}
+            findings[r.key] = {"status": r.status.value, "since": since}
+            about = {}
+            if r.code:
+                about = {"code": r.code, "object": r.objects[0] if r.objects else ""}
+                findings[r.key].update(about, check=r.check)
+                about["key"] = r.key
             if seen is None:
-                changes.new.append(Change(d.name, r.check, r.status.value))
+                changes.new.append(Change(d.name, r.check, r.status.value, **about))
             elif seen["status"] != r.status.value:
-                changes.new.append(Change(d.name, r.check, r.status.value, since, was=seen["status"]))
+                changes.new.append(Change(d.name, r.check, r.status.value, since, was=seen["status"], **about))
+            elif r.code:
+                changes.unchanged_config += 1
             else:
                 changes.still.append(Change(d.name, r.check, r.status.value, since))
         ran = {r.check for r in d.report.results}
-        for check, seen in before_findings.items():
-            if check in findings:
+        for key, seen in before_findings.items():
+            if key in findings:
                 continue
-            if check in ran:
-                changes.resolved.append(Change(d.name, check, seen["status"], seen["since"]))
+            check = seen.get("check", key)
+            gone = Change(d.name, check, seen["status"], seen["since"], code=seen.get("code", ""),
+                          object=seen.get("object", ""))
+            if key in suppressed:
+                changes.suppressed.append(gone)
+            elif check in ran:
+                changes.resolved.append(gone)
             else:  # not checked this time (a digest of fewer checks): still what the last check of it found
-                findings[check] = seen
+                findings[key] = seen
         state[d.name] = {"at": at, "reachable": True, "findings": findings}
     return changes, state
 
@@ -167,7 +195,7 @@ def digest(ctx, thread, payload: dict, job) -> dict:
     if not names:
         thread.start(render.could_not_run(what, "no cluster is configured"))
         return {"error": "no cluster"}
-    digests = check_clusters(ctx.config, names, chosen, payload["origin"])
+    digests = check_clusters(ctx.config, names, chosen, payload["origin"], redis=job.connection)
     state = State(job.connection, payload["channel"])
     changes, after = compare(state.load(names), digests, at)
     posted = changes.any or not payload.get("quiet")
@@ -177,10 +205,13 @@ def digest(ctx, thread, payload: dict, job) -> dict:
             if d.unreachable:
                 thread.reply(f"{d.name}:unreachable", render.unreachable(d.name, d.unreachable))
                 continue
-            post_findings(thread, ctx.index, d.report.results, cluster=d.name)
+            # configuration findings are posted when they are new; other findings every time
+            fresh = {c.key for c in changes.new if c.cluster == d.name}
+            post_findings(thread, ctx.index, [r for r in d.report.results if not r.code or r.key in fresh],
+                          cluster=d.name)
     state.save(after)
     return {"posted": posted, "clusters": {d.name: d.report.counts for d in digests},
             "unreachable": [d.name for d in digests if d.unreachable],
-            "new": [f"{c.cluster}:{c.check}" for c in changes.new],
-            "resolved": [f"{c.cluster}:{c.check}" for c in changes.resolved],
-            "still": [f"{c.cluster}:{c.check}" for c in changes.still]}
+            "new": [c.name for c in changes.new], "resolved": [c.name for c in changes.resolved],
+            "still": [c.name for c in changes.still], "unchanged_config": changes.unchanged_config,
+            "suppressed": [c.name for c in changes.suppressed]}

@@ -16,7 +16,7 @@ from functools import cache
 from slack_sdk.errors import SlackApiError
 
 import knowledge
-from bot import access, findings, metrics, render, slackretry
+from bot import access, findings, metrics, render, slackretry, suppressions
 from bot import digest as digests
 from bot.app import web_client
 from bot.config import Config, ConfigurationError, Secrets, load_config
@@ -113,7 +113,8 @@ def undelivered(job, payload: dict, exc: BaseException) -> None:
 def _command(payload: dict) -> str:
     match payload["kind"]:
         case "check":
-            return CheckRequest(tuple(payload["targets"]), payload["cluster"], payload.get("deep", False)).text
+            return CheckRequest(tuple(payload["targets"]), payload["cluster"], payload.get("deep", False),
+                                payload.get("namespace")).text
         case "ask":
             return f"ask {payload['question']}"
         case _:
@@ -122,7 +123,8 @@ def _command(payload: dict) -> str:
 
 def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
     deep = payload.get("deep", False)  # jobs queued before `deep` existed have no such key
-    command = CheckRequest(tuple(payload["targets"]), payload["cluster"], deep).text
+    namespace = payload.get("namespace")
+    command = CheckRequest(tuple(payload["targets"]), payload["cluster"], deep, namespace).text
     try:  # the config may have changed since the command was accepted
         name, cluster = ctx.config.cluster(payload["cluster"])
         chosen = select(payload["targets"])
@@ -131,7 +133,8 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
         return {"error": str(exc)}
     thread.start(render.running(payload["targets"], name, again=thread.started))
     try:
-        report = run_on_cluster(name, cluster, chosen, ctx.config.checks, all_pods=deep)
+        report = run_on_cluster(name, cluster, chosen, ctx.config.checks, all_pods=deep, focus_namespace=namespace,
+                                suppressions=suppressions.for_cluster(cluster, name, job.connection))
         metrics.observe_checks(report.timings)
     except AccessError as exc:  # includes a kubeconfig that does not load
         report = unreachable_report(name, chosen, exc, cluster.istio_namespace)
@@ -139,10 +142,10 @@ def check(ctx: Context, thread: Thread, payload: dict, job) -> dict:
     if groups:  # one line, not a wall of skips
         thread.start(render.superseded(report, payload["targets"], groups, name))
         return {"counts": report.counts, "duration_ms": report.duration_ms}
-    findings.post(thread, ctx.index, report.results)
+    findings.post(thread, ctx.index, report.results, suppress_on=name)
     quiet = [r for r in report.results if r.status not in findings.FINDINGS]
     if quiet:
-        thread.reply("passing", render.passing(quiet))
+        thread.reply("passing", render.passing(quiet, lift_on=name))
     thread.start(render.finished(report, command))  # the parent exists by now: this updates it
     return {"counts": report.counts, "duration_ms": report.duration_ms}
 

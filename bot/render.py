@@ -77,11 +77,12 @@ def could_not_run(command: str, reason: str) -> Message:
 
 
 def finding(result: Result, excerpt: str | None = None, url: str | None = None,
-            cluster: str | None = None) -> list[Message]:
+            cluster: str | None = None, suppress_on: str | None = None) -> list[Message]:
     """One non-passing result, one story: status and summary, evidence, the check's fix (real names and
     values), then the guide's excerpt with its link.
 
-    ``cluster`` names the cluster, for threads that hold several (digests).
+    ``cluster`` names the cluster, for threads that hold several (digests); ``suppress_on`` (a cluster) adds a
+    button that suppresses a configuration finding (one with a code) there.
     """
     where = f"`{escape_mrkdwn(cluster)}` · " if cluster else ""
     blocks: list[Block] = [
@@ -105,16 +106,56 @@ def finding(result: Result, excerpt: str | None = None, url: str | None = None,
         link = f" (<{url}|guide: {section}>)" if url else f" (guide: #{section})"
         blocks.append(DividerBlock())
         blocks += _sections(f"*{escape_mrkdwn(result.title)}*{link}\n{excerpt}")
+    if suppress_on and result.code and result.objects:
+        command = f"suppress {result.code} {result.objects[0]} for 30d on {suppress_on}"
+        blocks.append(ActionsBlock(elements=[_button("Suppress for 30 days", command, f"{RUN_ACTION}_suppress")]))
     return _paginate(escape_mrkdwn((f"{cluster}: " if cluster else "") + result_text(result)), blocks, upload)
 
 
-def passing(results: Sequence[Result]) -> list[Message]:
-    """Passing and skipped checks, all in one reply."""
+def passing(results: Sequence[Result], lift_on: str | None = None) -> list[Message]:
+    """Passing and skipped checks, all in one reply; with ``lift_on`` (a cluster), a button lifts each finding
+    suppressed from Slack (the config's are lifted in the config)."""
     lines = [f"{r.status.value.upper()} `{r.check}` {escape_mrkdwn(r.summary)}" for r in results]
     counts = ", ".join(f"{sum(r.status is s for r in results)} {s.value}"
                        for s in (Status.PASS, Status.SKIP) if any(r.status is s for r in results))
-    text = f"{counts}: " + ", ".join(r.check for r in results)
-    return _paginate(text, [_section(f"*{counts}*")] + _sections("\n".join(lines)))
+    text = f"{counts}: " + ", ".join(dict.fromkeys(r.check for r in results))
+    blocks = [_section(f"*{counts}*")] + _sections("\n".join(lines))
+    lifts = [r for r in results if lift_on and r.code and r.objects and r.status is Status.SKIP
+             and r.summary.startswith("suppressed by <@")]
+    if lifts:
+        blocks.append(ActionsBlock(elements=[
+            _button(f"Report {r.code} {r.objects[0]} again"[:75], f"unsuppress {r.code} {r.objects[0]} on {lift_on}",
+                    f"{RUN_ACTION}_unsuppress_{i}") for i, r in enumerate(lifts[:25])]))
+    return _paginate(text, blocks)
+
+
+def suppressed(cluster: str, s) -> Message:
+    """The asker's confirmation of a new suppression (checks.suppression.Suppression), with a button to lift it."""
+    text = (f"Suppressed {s.code} {s.object} on {cluster} {s.until_text()}: it still shows in check results, as "
+            f"suppressed, and no longer counts as a problem.")
+    lift = f"unsuppress {s.code} {s.object} on {cluster}"
+    return Message(text, [_section(escape_mrkdwn(text) + f"\n`/mesh {escape_mrkdwn(lift)}` lifts it."),
+                          ActionsBlock(elements=[_button("Lift it now", lift, f"{RUN_ACTION}_unsuppress")])])
+
+
+def suppressions(listing: Sequence, clusters: Sequence[str]) -> Message:
+    """`/mesh suppressions`: (cluster, Suppression) pairs, with a button to lift each made from Slack."""
+    if not listing:
+        text = f"Nothing is suppressed on {', '.join(clusters) or 'any cluster you may use here'}."
+        return Message(text, [_section(escape_mrkdwn(text))])
+    lines = []
+    for cluster, s in listing:
+        why = f" ({s.reason})" if s.reason else ""
+        lines.append(f"• `{escape_mrkdwn(cluster)}` `{s.code}` {escape_mrkdwn(s.object)}{escape_mrkdwn(why)}: by "
+                     f"{s.who if s.by != 'config' else 'the config file'}, {escape_mrkdwn(s.until_text())}")
+    text = f"{len(listing)} suppressed finding(s): " + "; ".join(f"{c} {s.code} {s.object}" for c, s in listing)
+    blocks = _sections("*Suppressed configuration findings*\n" + "\n".join(lines))
+    lifts = [(c, s) for c, s in listing if s.by != "config"][:25]
+    if lifts:
+        blocks.append(ActionsBlock(elements=[
+            _button(f"Lift {s.code} {s.object}"[:75], f"unsuppress {s.code} {s.object} on {c}",
+                    f"{RUN_ACTION}_unsuppress_{i}") for i, (c, s) in enumerate(lifts)]))
+    return Message(text, blocks[:MAX_BLOCKS])
 
 
 def answer(question: str, matches: Sequence, clusters: Sequence[str], asker: str | None = None,
@@ -176,6 +217,10 @@ def digest(clusters: Sequence, changes, at: float, schedule: str) -> Message:
         since = [f"*Since the previous digest ({_when(changes.previous_at)})*"]
         since += _changes("New", changes.new, at) + _changes("Resolved", changes.resolved, at)
         since += _changes("Still failing", changes.still, at)
+        since += _changes("Suppressed", changes.suppressed, at)
+        if changes.unchanged_config:
+            since.append(f"{changes.unchanged_config} configuration finding(s) unchanged, not listed again "
+                         "(`/mesh check config` shows them all)")
         if changes.unreachable:
             since.append("Now unreachable: " + ", ".join(f"`{escape_mrkdwn(n)}`" for n in changes.unreachable))
         if changes.reachable_again:
@@ -210,9 +255,10 @@ def _changes(label: str, changes: Sequence, at: float) -> list[str]:
             note += f" (was {c.was.upper()})"
         elif label == "Still failing" and c.since is not None:
             note += f" for {duration(at - c.since)}"
-        elif label == "Resolved":
+        elif label in ("Resolved", "Suppressed"):
             note = f"was {c.status.upper()}"
-        shown.append(f"    • `{escape_mrkdwn(c.cluster)}` `{c.check}` {note}")
+        what = f"`{c.code}` {escape_mrkdwn(c.object)}" if c.code else f"`{c.check}`"
+        shown.append(f"    • `{escape_mrkdwn(c.cluster)}` {what} {note}")
     if len(changes) > DIGEST_LIST_MAX:
         shown.append(f"    • and {len(changes) - DIGEST_LIST_MAX} more (in the thread)")
     return [f"{label} ({len(changes)}):"] + shown

@@ -99,6 +99,7 @@ class Outcome:
     objects: tuple[str, ...] = ()
     url: str = ""
     section: str = ""
+    identity: str = ""  # tells one finding from the others of its code and object, across runs
 
 
 def passed(summary: str, *evidence: str) -> Outcome:
@@ -129,14 +130,16 @@ class Result:
     code: str = ""  # the optional fields of the JSON contract: present only when set
     objects: tuple[str, ...] = ()
     url: str = ""
+    identity: str = field(default="", compare=False)  # not in the JSON: see key
 
     @property
     def key(self) -> str:
-        """Stable across runs for the same finding: the check id, or for one of several findings of a check
-        its code, its object and its summary (the thread reply and the digest state are keyed by it)."""
+        """Stable across runs for the same finding, whatever its summary says today (counts, suppression): the
+        check id, or for one of several findings of a check its code, object and identity (the thread reply and
+        the digest state are keyed by it)."""
         if not self.code:
             return self.check
-        digest = hashlib.sha1(self.summary.encode()).hexdigest()[:8]
+        digest = hashlib.sha1(self.identity.encode()).hexdigest()[:8]
         return f"{self.check}|{self.code}|{self.objects[0] if self.objects else ''}|{digest}"
 
     def to_json(self) -> dict[str, Any]:

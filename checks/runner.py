@@ -155,7 +155,7 @@ def _skip_reason(check: Check, istio: Istio, detection_error: ClusterError | Non
 
 def _result(check: Check, out: Outcome) -> Result:
     return Result(check.id, check.title, out.section or check.section, out.status, out.summary,
-                  tuple(out.evidence), out.fix, out.code, tuple(out.objects), out.url)
+                  tuple(out.evidence), out.fix, out.code, tuple(out.objects), out.url, out.identity)
 
 
 def _run_one(check: Check, context: Context) -> list[Result]:

@@ -32,14 +32,18 @@ def register_all(app, desk) -> None:
                         command.get("channel_name", ""), command.get("team_id", ""))
         # trigger_id is unique per invocation: a re-delivery of the same command finds its first job.
         reply = desk.handle(desk.parse(command.get("text", "")), origin, "command:" + command["trigger_id"])
-        await ack(reply.text)  # ephemeral: only the asker sees it
+        if reply.blocks:  # ephemeral: only the asker sees it
+            await ack(text=reply.text, blocks=reply.blocks)
+        else:
+            await ack(reply.text)
 
     async def click(body, action, respond):
         channel = body.get("channel") or {}
         origin = Origin("click", body["user"]["id"], channel.get("id", ""), body["user"].get("username", ""),
                         channel.get("name", ""), (body.get("team") or {}).get("id", ""))
         reply = desk.handle(desk.parse(action["value"]), origin, "click:" + body["trigger_id"])
-        await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+        extra = {"blocks": reply.blocks} if reply.blocks else {}
+        await respond(text=reply.text, response_type="ephemeral", replace_original=False, **extra)
 
     app.action(RUN_ACTION)(ack=_ack, lazy=[click])
 

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 
 from handlers.markup import escape_mrkdwn
 
-VERBS = ("help", "check", "clusters", "list", "ask", "digest")
+VERBS = ("help", "check", "clusters", "list", "ask", "digest", "suppress", "unsuppress", "suppressions")
 USAGE = (
     "`/mesh check TARGET [deep] [on CLUSTER]` runs checks (TARGET: a group such as `mixer`, `all`, or a check id;"
     " `deep` reads every sidecar's log, not a sample)\n"
+    "`/mesh check config [NAMESPACE] [on CLUSTER]` analyses the mesh configuration as istioctl analyze does, "
+    "in one namespace if you name it\n"
+    "`/mesh suppress CODE Kind namespace/name [for 30d] [on CLUSTER] [because REASON]` stops reporting a "
+    "configuration finding (it still shows as suppressed); `/mesh unsuppress CODE Kind namespace/name [on CLUSTER]`"
+    " reports it again; `/mesh suppressions [CLUSTER]` lists them\n"
     "`/mesh ask QUESTION` answers from the troubleshooting guide\n"
     "`/mesh clusters` lists the clusters you may check\n"
     "`/mesh list` lists every check\n"
@@ -32,6 +37,15 @@ DIGEST_USAGE = (
     "`/mesh digest unsubscribe ID` stops one"
 )
 DIGEST_VERBS = ("list", "now", "subscribe", "unsubscribe")
+CODE = re.compile(r"^(IST|MB)\d{4}$")
+KIND = re.compile(r"^[A-Z][A-Za-z]+$")
+NAME = re.compile(r"^([a-z0-9][a-z0-9.-]*/)?[A-Za-z0-9][A-Za-z0-9._~-]*$")
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DURATION = re.compile(r"^(\d{1,3})([hdw])$")
+UNIT_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+SUPPRESS_DEFAULT = 30 * 86400  # a suppression made in Slack always ends; 30 days unless `for` says otherwise
+SUPPRESS_MOST = 365 * 86400
+SUPPRESS_EXAMPLE = "`/mesh suppress IST0118 Service default/legacy for 30d because server-first protocol`"
 QUOTED = re.compile(r'^\s*["\u201c\u201d\u201e\u2033](?P<cron>[^"\u201c\u201d\u201e\u2033]*)["\u201c\u201d\u2033]'
                     r"(?P<rest>.*)$")
 
@@ -46,12 +60,13 @@ class CheckRequest:
     targets: tuple[str, ...]
     cluster: str | None = None  # None: the configured default
     deep: bool = False  # read every pod (sidecar logs), not the ones status points at plus a sample
+    namespace: str | None = None  # configuration findings about this namespace only
 
     @property
     def text(self) -> str:
         """The canonical command; buttons carry it so a click parses back into this request."""
-        return ("check " + " ".join(self.targets) + (" deep" if self.deep else "")
-                + (f" on {self.cluster}" if self.cluster else ""))
+        return ("check " + " ".join(self.targets) + (f" {self.namespace}" if self.namespace else "")
+                + (" deep" if self.deep else "") + (f" on {self.cluster}" if self.cluster else ""))
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,38 @@ class DigestUnsubscribeRequest:
 
 
 @dataclass(frozen=True)
+class SuppressRequest:
+    code: str  # "IST0101"
+    object: str  # "VirtualService default/reviews"
+    cluster: str | None = None
+    seconds: int = SUPPRESS_DEFAULT
+    reason: str = ""
+
+    @property
+    def text(self) -> str:
+        hours = self.seconds // 3600
+        length = f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
+        return (f"suppress {self.code} {self.object} for {length}" + (f" on {self.cluster}" if self.cluster else "")
+                + (f" because {self.reason}" if self.reason else ""))
+
+
+@dataclass(frozen=True)
+class UnsuppressRequest:
+    code: str
+    object: str
+    cluster: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"unsuppress {self.code} {self.object}" + (f" on {self.cluster}" if self.cluster else "")
+
+
+@dataclass(frozen=True)
+class SuppressionsRequest:
+    cluster: str | None = None  # None: every cluster the asker may use here
+
+
+@dataclass(frozen=True)
 class Invalid:
     """Text that is not a command; ``message`` is the friendly reply, nothing runs."""
 
@@ -98,7 +145,9 @@ class Invalid:
 
 
 DigestRequest = DigestListRequest | DigestNowRequest | DigestSubscribeRequest | DigestUnsubscribeRequest
-Request = HelpRequest | CheckRequest | ClustersRequest | ListRequest | AskRequest | DigestRequest | Invalid
+SuppressionRequest = SuppressRequest | UnsuppressRequest | SuppressionsRequest
+Request = (HelpRequest | CheckRequest | ClustersRequest | ListRequest | AskRequest | DigestRequest | SuppressionRequest
+           | Invalid)
 
 
 def parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Request:
@@ -126,7 +175,11 @@ def _parse(text: str, targets: Collection[str], clusters: Collection[str]) -> Re
         return _digest(text.strip()[len(words[0]):], clusters)
     if verb == "check":
         return _check(args, targets, clusters)
-    if verb in VERBS:  # clusters/list with extra words
+    if verb in ("suppress", "unsuppress"):
+        return _suppress(verb, args, clusters)
+    if verb == "suppressions" and len(args) <= 1:
+        return _unknown_clusters(args, clusters) or SuppressionsRequest(args[0] if args else None)
+    if verb in VERBS:  # clusters/list/suppressions with extra words
         return Invalid(f"`{verb}` takes no arguments: try `/mesh {verb}`.")
     close = difflib.get_close_matches(verb, VERBS, n=1, cutoff=0.6)
     if close:
@@ -153,6 +206,10 @@ def _check(args: list[str], targets: Collection[str], clusters: Collection[str])
                            + _known("Clusters", clusters))
     if not args:
         return Invalid("Say what to check, e.g. `/mesh check mixer`." + _known("Targets", _groups(targets)))
+    namespace = None
+    if len(args) > 1 and args[-1].lower() not in targets and NAMESPACE.match(args[-1]) and all(
+            a.lower() == "config" or a.lower().startswith("config.") for a in args[:-1]):
+        namespace, args = args[-1], args[:-1]  # `/mesh check config NAMESPACE`
     chosen = []
     for target in (a.lower() for a in args):
         if target not in targets:
@@ -162,7 +219,35 @@ def _check(args: list[str], targets: Collection[str], clusters: Collection[str])
                            + _known("Groups", _groups(targets)))
         if target not in chosen:
             chosen.append(target)
-    return CheckRequest(tuple(chosen), cluster, deep)
+    return CheckRequest(tuple(chosen), cluster, deep, namespace)
+
+
+def _suppress(verb: str, args: list[str], clusters: Collection[str]) -> Request:
+    """`suppress CODE Kind ns/name [for 30d] [on CLUSTER] [because REASON…]`, `unsuppress CODE Kind ns/name [on
+    CLUSTER]`."""
+    example = SUPPRESS_EXAMPLE if verb == "suppress" else "`/mesh unsuppress IST0118 Service default/legacy`"
+    if len(args) < 3 or not CODE.match(args[0].upper()) or not KIND.match(args[1]) or not NAME.match(args[2]):
+        return Invalid(f"Name the finding by its code and object as the finding shows them, e.g. {example}.")
+    code, obj, rest = args[0].upper(), f"{args[1]} {args[2]}", args[3:]
+    cluster, seconds, reason = None, SUPPRESS_DEFAULT, ""
+    while rest:
+        word = rest.pop(0).lower()
+        if word == "because" and verb == "suppress" and rest:
+            reason, rest = " ".join(rest), []
+        elif word == "for" and verb == "suppress" and rest and (m := DURATION.match(rest[0].lower())):
+            seconds = int(m.group(1)) * UNIT_SECONDS[m.group(2)]
+            rest.pop(0)
+            if not 0 < seconds <= SUPPRESS_MOST:
+                return Invalid("A suppression lasts from 1 hour to 365 days, e.g. `for 12h`, `for 30d`, `for 8w`.")
+        elif word == "on" and rest:
+            cluster = rest.pop(0)
+            if unknown := _unknown_clusters([cluster], clusters):
+                return unknown
+        else:
+            return Invalid(f"I don't understand `{word}` there. For example {example}.")
+    if verb == "unsuppress":
+        return UnsuppressRequest(code, obj, cluster)
+    return SuppressRequest(code, obj, cluster, seconds, reason)
 
 
 def _digest(text: str, clusters: Collection[str]) -> Request:

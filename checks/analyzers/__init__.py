@@ -19,6 +19,7 @@ from checks.detect import ISTIOD
 from checks.errors import NotInstalled
 from checks.model import Check, Context, InputUnavailable, Istio, Outcome, Status, passed, skipped
 
+VOLATILE = frozenset({"count", "pods", "hint", "others", "message", "effect", "labels"})  # change, same finding
 LEVEL_STATUS = {Level.ERROR: Status.FAIL, Level.WARNING: Status.WARN, Level.INFO: Status.WARN}
 MAX_FINDINGS = 200  # per analyzer and run: beyond this one result says how many more there are
 CODES: dict[str, tuple[str, ...]] = {}  # analyzer (check id) → the message codes it may report
@@ -120,6 +121,7 @@ def outcome(f: Finding, section: str) -> Outcome:
     evidence.append(f"istioctl analyze reports this as {f.code} {message.name} ({message.level}): {url}" if url
                     else f"meshbot rule {f.code} {message.name} ({message.level}); no istioctl analyze code")
     own = message.section or section
+    identity = "|".join(f"{k}={v}" for k, v in sorted(f.values.items()) if k not in VOLATILE)
     return Outcome(LEVEL_STATUS[message.level], f"{f.code} {f.object}: {text}", tuple(evidence), f.fix,
                    code=f.code, objects=(f.object, *[r for r in f.refs if r != f.object]), url=guide_url(own),
-                   section=own)
+                   section=own, identity=identity)

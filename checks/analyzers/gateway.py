@@ -49,13 +49,15 @@ def gateway_workloads(snap: Snapshot):
         text = selector_text(selector)
         if not matched:
             candidates = sorted({f"{k}={v}" for p in pods.items for k, v in labels_of(p).items()
-                                 if k in ("istio", "app") and "gateway" in str(v)})
-            yield gw_finding(gw, "IST0101", {"field": "spec.selector", "what": "pods with labels", "ref": text,
+                                 if k in ("istio", "app") and "gateway" in str(v)},
+                                key=lambda c: (c.split("=")[0] not in selector, c))  # the selector's own key first
+            yield gw_finding(gw, "IST0101", {"field": "spec.selector", "what": "a pod labelled", "ref": text,
                                              "hint": f"; gateway pods carry {', '.join(candidates)}" if candidates
                                              else "; no gateway pod runs"},
                              f"kubectl get pods -A -l {text or 'istio=ingressgateway'} --show-labels\n"
                              f"kubectl -n {namespace_of(gw)} edit gateway {name(gw)}   # spec.selector: "
-                             + (candidates[0].replace("=", ": ") if candidates else "the labels of your gateway pods"))
+                             + (candidates[0].replace("=", ": ") if candidates else "the labels of your gateway pods"),
+                             evidence=(f"no pod in any namespace carries {text}",))
             continue
         ports: set[int] = set()
         mapped: set[int] = set()

@@ -136,6 +136,7 @@ def proxy_image(snap: Snapshot):
         if lab.get("istio-injection") == "enabled" or "istio.io/rev" in lab:
             revision[name(ns)] = lab.get("istio.io/rev", "default")
     stale: dict[str, list[str]] = {}
+    workloads: dict[str, set[str]] = {}  # namespace → Deployments of the stale pods
     for pod in snap[PODS].items:
         ns = namespace_of(pod)
         if ns not in revision or annotations_of(pod).get("sidecar.istio.io/proxyImage"):
@@ -148,6 +149,10 @@ def proxy_image(snap: Snapshot):
         want, variant = injector_image(values), _image_type(pod, mesh, proxy_configs, root)
         if proxy["image"] not in (want, f"{want}-{variant}"):
             stale.setdefault(ns, []).append(f"{name(pod)} ({proxy['image'].rsplit(':', 1)[-1]})")
+            owner = next((o for o in (pod.get("metadata") or {}).get("ownerReferences") or [] if o.get("controller")),
+                         {})
+            if owner.get("kind") == "ReplicaSet":
+                workloads.setdefault(ns, set()).add(owner["name"].rsplit("-", 1)[0])
     for ns, pods in sorted(stale.items()):
         rev = revision[ns]
         cm = "istio-sidecar-injector" if rev in ("", "default") else f"istio-sidecar-injector-{rev}"
@@ -155,7 +160,8 @@ def proxy_image(snap: Snapshot):
         yield Finding("Namespace", "", ns, "IST0158", {"count": len(pods), "image": want,
                                                         "pods": ", ".join(sorted(pods)[:10])
                                                         + (" …" if len(pods) > 10 else "")},
-                      f"kubectl -n {ns} rollout restart deployment   # re-inject with {want}\n"
+                      f"kubectl -n {ns} rollout restart deployment {' '.join(sorted(workloads.get(ns, ())))}"
+                      f"   # re-inject with {want}\n"
                       f"kubectl -n {ns} get pods -o jsonpath='{{range .items[*]}}{{.metadata.name}} "
                       f"{{.spec.containers[?(@.name==\"istio-proxy\")].image}}{{\"\\n\"}}{{end}}'",
                       refs=(f"ConfigMap {snap.istio.namespace}/{cm}",))

@@ -3,6 +3,8 @@ nor its status conditions: HTTP fields ztunnel cannot enforce, targetRefs that m
 
 from __future__ import annotations
 
+import difflib
+
 from checks.analyzers import Finding, Snapshot, analyzer
 from checks.analyzers.snapshot import (
     AUTHORIZATION_POLICIES,
@@ -64,7 +66,7 @@ def sidecar_selectors(snap: Snapshot):
         matched = pods.matching(selector, ns)
         if not matched:
             yield _finding("Sidecar", sc, "IST0101", {"field": "spec.workloadSelector.labels",
-                                                      "what": "pods with labels", "ref": selector_text(selector),
+                                                      "what": "a pod labelled", "ref": selector_text(selector),
                                                       "hint": f" in namespace {ns}"},
                            f"kubectl -n {ns} get pods --show-labels\nkubectl -n {ns} edit sidecar {name(sc)}   "
                            "# spec.workloadSelector.labels: labels of the pods it is meant for")
@@ -168,24 +170,42 @@ def authz_targets(snap: Snapshot):
         elif selector is not None and not any(all(labels_of(p).get(k) == v for k, v in (selector or {}).items())
                                               for p in scope):
             text = selector_text(selector)
+            near = _near_labels(selector, scope)
             yield _finding("AuthorizationPolicy", ap, "IST0127",
                            {"field": "spec.selector.matchLabels", "selector": text},
                            f"kubectl -n {ns if ns != root else 'ALL'} get pods -l {text} --show-labels"
                            .replace("-n ALL", "-A") +
                            f"\nkubectl -n {ns} edit authorizationpolicy {name(ap)}   # spec.selector.matchLabels: "
-                           "labels of the meshed pods it protects")
+                           + (near or "labels of the meshed pods it protects"),
+                           evidence=(f"{len(scope)} meshed pod(s) in scope" + (f"; the closest labels: {near}"
+                                                                                 if near else ""),))
         for i, rule in enumerate(spec(ap).get("rules") or []):
             for j, src in enumerate(rule.get("from") or []):
                 source = src.get("source") or {}
                 for field in ("namespaces", "notNamespaces"):
                     for k, pattern in enumerate(source.get(field) or []):
                         if not any(namespace_match(n, pattern) for n in known):
+                            close = difflib.get_close_matches(pattern, known, n=1, cutoff=0.6)
                             yield _finding("AuthorizationPolicy", ap, "IST0101",
                                            {"field": f"spec.rules[{i}].from[{j}].source.{field}[{k}]",
-                                            "what": "namespace", "ref": pattern, "hint": ""},
+                                            "what": "namespace", "ref": pattern,
+                                            "hint": f"; did you mean {close[0]}?" if close else ""},
                                            f"kubectl get namespaces\nkubectl -n {ns} edit authorizationpolicy "
                                            f"{name(ap)}   # spec.rules[{i}].from[{j}].source.{field}[{k}]: "
-                                           f"{pattern} → an existing namespace", refs=(f"Namespace {pattern}",))
+                                           f"{pattern} → {close[0] if close else 'an existing namespace'}",
+                                           refs=(f"Namespace {pattern}",))
+
+
+def _near_labels(selector: dict, pods: list[dict]) -> str:
+    """The selector with each value replaced by the closest one the pods carry under that key ("" if none)."""
+    out = []
+    for k, v in sorted(selector.items()):
+        values = sorted({labels_of(p)[k] for p in pods if k in labels_of(p)})
+        close = difflib.get_close_matches(str(v), values, n=1, cutoff=0.6)
+        if not close:
+            return ""
+        out.append(f"{k}: {close[0]}")
+    return ", ".join(out)
 
 
 # Ambient --------------------------------------------------------------------------------------------
@@ -261,9 +281,9 @@ def ambient_policies(snap: Snapshot):
             yield Finding(kind, "" if kind == "Namespace" else own_ns, name(obj), "MB0004",
                           {"ref": f"{wp[0]}/{wp[1]}"},
                           f"istioctl waypoint apply -n {wp[0]} --name {wp[1]}\n"
-                          "# or point the label at an existing waypoint: kubectl get "
-                          "gateways.gateway.networking.k8s.io -A "
-                          f"--field-selector spec.gatewayClassName={WAYPOINT_CLASS}",
+                          "# or point the label at an existing waypoint (class istio-waypoint):\n"
+                          "kubectl get gateways.gateway.networking.k8s.io -A -o custom-columns="
+                          "NS:.metadata.namespace,NAME:.metadata.name,CLASS:.spec.gatewayClassName",
                           refs=(f"Gateway {wp[0]}/{wp[1]}",),
                           evidence=(f"metadata.labels istio.io/use-waypoint={wp[1]}",))
     for ap in snap[AUTHORIZATION_POLICIES].items:
@@ -310,7 +330,9 @@ def ambient_policies(snap: Snapshot):
                                    f"kubectl -n {ns} delete {kind.lower()} {name(policy)}",
                                    refs=(f"{tkind} {other}/{tname}",))
                 elif table.get(ns, tname) is None:
+                    here = sorted(name(o) for o in table.in_namespace(ns))
                     yield _finding(kind, policy, "MB0003", {"field": field, "kind": tkind, "ref": f"{ns}/{tname}"},
-                                   f"kubectl -n {ns} get {'svc' if tkind == 'Service' else tkind.lower() + 's'}\n"
-                                   f"kubectl -n {ns} edit {kind.lower()} {name(policy)}   # {field}.name: an existing "
-                                   f"{tkind}", refs=(f"{tkind} {ns}/{tname}",))
+                                   f"kubectl -n {ns} edit {kind.lower()} {name(policy)}   # {field}.name: one of "
+                                   f"{', '.join(here[:10]) or f'the {tkind}s of {ns} (there are none)'}",
+                                   refs=(f"{tkind} {ns}/{tname}",),
+                                   evidence=(f"{tkind}s in {ns}: {', '.join(here[:10]) or 'none'}",))

@@ -121,9 +121,9 @@ def clusters(simulate, tmp_path):
 def run_digest(redis, slack, index):
     client = web_client(Secrets(slack_bot_token="xoxb-test", slack_api_url=slack.api_url))
 
-    def run(config: Config, at: datetime, quiet: bool = False, clusters=(), channel="C1"):
-        payload = digest_payload(Schedule("daily", channel, "0 9 * * *", clusters=tuple(clusters), quiet=quiet),
-                                 at.isoformat())
+    def run(config: Config, at: datetime, quiet: bool = False, clusters=(), channel="C1", checks=("all",)):
+        payload = digest_payload(Schedule("daily", channel, "0 9 * * *", clusters=tuple(clusters), quiet=quiet,
+                                          checks=tuple(checks)), at.isoformat())
         job_id = jobqueue.job_id_for(f"test:{at.isoformat()}")
         thread = Thread(client, redis, job_id, channel)
         before = len(slack.calls)
@@ -287,3 +287,43 @@ def test_a_subscribe_whose_first_delivery_was_unsubscribed_or_expired_is_stored_
     again = subscriptions.add("C1", "0 9 * * *", ("prod",), "U1", request="r1")
     assert again.id != first.id and subscriptions.all() == [again]
     assert redis.get("meshbot:digest:request:r1").decode() == again.id
+
+
+def test_configuration_findings_are_news_when_they_appear_go_or_are_suppressed_not_while_they_stay(
+        clusters, run_digest, redis):
+    from bot.suppressions import Suppressions
+    from checks.suppression import Suppression
+
+    config = config_for(clusters, "prod")
+    clusters.set("prod", "istio-1.28.0-config-gateways")
+    first = run_digest(config, T1, checks=["config"])
+    assert "prod:config.gateway-conflicts:IST0145 Gateway default/bookinfo-gateway-v2" in first["new"]
+    assert len(first["new"]) == 12  # one per finding: several per check
+    coded = [c for c in first["posts"] if c.params.get("thread_ts")]
+    assert len(coded) == 12 and all("Suppress for 30 days" in str(c.params["blocks"]) for c in coded)
+
+    second = run_digest(config, T1 + timedelta(days=1), checks=["config"])
+    assert second["new"] == [] and second["still"] == [] and second["unchanged_config"] == 12
+    assert [c for c in second["posts"] if c.params.get("thread_ts")] == []  # nothing new, nothing re-posted
+    blocks = str(parent(second).params["blocks"])
+    assert "12 configuration finding(s) unchanged" in blocks and "Still failing" not in blocks
+
+    Suppressions(redis).add("prod", Suppression("IST0138", "Gateway istio-system/admin-gateway", "U1",
+                                                until=T1.timestamp() + 30 * 86400 + 10 ** 9))
+    clusters.set("prod", "istio-1.28.0-config-healthy")
+    third = run_digest(config, T1 + timedelta(days=2), checks=["config"])
+    assert third["suppressed"] == []  # gone from the cluster: resolved, whatever suppresses it
+    assert len(third["resolved"]) == 12 and third["new"] == []
+    assert "`prod` `IST0132` VirtualService default/admin was WARN" in str(parent(third).params["blocks"])
+
+    clusters.set("prod", "istio-1.28.0-config-gateways")
+    fourth = run_digest(config, T1 + timedelta(days=3), checks=["config"])
+    assert len(fourth["new"]) == 11  # the suppressed one is not news
+    assert "`prod` `IST0145` Gateway default/bookinfo-gateway-v2 FAIL" in str(parent(fourth).params["blocks"])
+    fifth_config = config_for(clusters, "prod")
+    Suppressions(redis).add("prod", Suppression("IST0132", "VirtualService default/admin", "U1",
+                                                until=T1.timestamp() + 10 ** 9))
+    fifth = run_digest(fifth_config, T1 + timedelta(days=4), checks=["config"])
+    assert fifth["suppressed"] == ["prod:config.vs-gateways:IST0132 VirtualService default/admin"]
+    assert fifth["resolved"] == [] and fifth["unchanged_config"] == 10
+    assert "Suppressed (1):" in str(parent(fifth).params["blocks"])

@@ -13,6 +13,9 @@ from handlers.grammar import (
     HelpRequest,
     Invalid,
     ListRequest,
+    SuppressionsRequest,
+    SuppressRequest,
+    UnsuppressRequest,
     parse,
 )
 
@@ -96,3 +99,59 @@ def test_handlers_import_no_kubernetes_http_or_queue_client():
             "('kubernetes', 'httpx', 'slack_bolt', 'slack_sdk', 'rq', 'redis') or m in ('checks.cluster', "
             "'checks.gather')))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+CONFIG_TARGETS = TARGETS | {"config", "config.vs-gateways"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("check config bookinfo", CheckRequest(("config",), namespace="bookinfo")),
+    ("check config bookinfo on prod", CheckRequest(("config",), "prod", namespace="bookinfo")),
+    ("check config.vs-gateways istio-system", CheckRequest(("config.vs-gateways",), namespace="istio-system")),
+    ("check config", CheckRequest(("config",))),
+    ("suppress ist0118 Service default/legacy", SuppressRequest("IST0118", "Service default/legacy")),
+    ("suppress IST0139 MutatingWebhookConfiguration istio-sidecar-injector-1-27 for 2w on prod because leftover",
+     SuppressRequest("IST0139", "MutatingWebhookConfiguration istio-sidecar-injector-1-27", "prod", 14 * 86400,
+                     "leftover")),
+    ("suppress MB0001 AuthorizationPolicy shop/cart-admin for 12h", SuppressRequest(
+        "MB0001", "AuthorizationPolicy shop/cart-admin", seconds=12 * 3600)),
+    ("unsuppress IST0118 Service default/legacy on staging", UnsuppressRequest("IST0118", "Service default/legacy",
+                                                                                "staging")),
+    ("suppressions", SuppressionsRequest()),
+    ("suppressions prod", SuppressionsRequest("prod")),
+])
+def test_config_commands(text, expected):
+    assert parse(text, CONFIG_TARGETS, CLUSTERS) == expected
+
+
+@pytest.mark.parametrize("text, says", [
+    ("check mixer bookinfo", "There is no check or group `bookinfo`"),  # a namespace only narrows config checks
+    ("suppress IST0118", "Name the finding by its code and object"),
+    ("suppress IST0118 service default/legacy", "Name the finding by its code and object"),
+    ("suppress 0118 Service default/legacy", "Name the finding by its code and object"),
+    ("suppress IST0118 Service default/legacy for 400d", "from 1 hour to 365 days"),
+    ("suppress IST0118 Service default/legacy forever", "I don't understand `forever`"),
+    ("suppress IST0118 Service default/legacy on qa", "There is no cluster `qa`"),
+    ("unsuppress IST0118 Service default/legacy for 2d", "I don't understand `for`"),
+    ("suppressions prod staging", "`suppressions` takes no arguments"),
+])
+def test_config_commands_that_are_not(text, says):
+    result = parse(text, CONFIG_TARGETS, CLUSTERS)
+    assert isinstance(result, Invalid) and says in result.message, result
+
+
+def test_suppression_and_namespaced_check_texts_parse_back_to_the_same_request():
+    for request in (CheckRequest(("config",), "prod", namespace="shop"),
+                    SuppressRequest("IST0101", "VirtualService default/reviews", "prod", 30 * 86400, "known, fixing"),
+                    SuppressRequest("IST0101", "Gateway istio-system/admin", "prod", 36 * 3600),
+                    UnsuppressRequest("IST0101", "VirtualService default/reviews", "prod")):
+        assert parse(request.text, CONFIG_TARGETS, CLUSTERS) == request
+
+
+def test_help_lists_the_config_commands():
+    usage = parse("help", TARGETS, CLUSTERS)
+    from handlers.grammar import USAGE
+
+    assert usage == HelpRequest()
+    assert "/mesh check config [NAMESPACE]" in USAGE and "/mesh suppressions [CLUSTER]" in USAGE
+    assert "/mesh suppress CODE Kind namespace/name" in USAGE and "/mesh unsuppress" in USAGE
