@@ -9,7 +9,7 @@ import kubesim
 from bot.cli import main
 from checks.catalog import ALL_CHECKS
 
-PLACEHOLDER = re.compile(r"\b(NAMESPACE|NS|POD)\b|<[a-z][a-z-]*>")
+PLACEHOLDER = re.compile(r"\b(NAMESPACE|NS|POD)\b(?!:)|<[a-z][a-z-]*>")  # NS: is a custom-columns header
 GENERATIONS = {c.id: {g.value for g in c.generations} for c in ALL_CHECKS}
 CONTRACT = {"check", "title", "section", "status", "summary", "evidence", "fix"}
 OPTIONAL = {"code", "objects", "url"}
