@@ -111,9 +111,8 @@ def captured(ctx: Context):
     if _no_ambient(ctx):
         return skipped("no pod is enrolled in ambient mode and no ztunnel runs")
     ns_labels = namespace_labels(ctx.get(ALL_NAMESPACES))
-    both = [p for p in ctx.get(ALL_PODS) if proxy_container(p)[0] is not None and not is_ztunnel(p)
-            and (labels(p).get("istio.io/dataplane-mode") or ns_labels.get(p["metadata"]["namespace"], {}).get(
-                "istio.io/dataplane-mode")) == "ambient"]
+    both = [p for p in ctx.get(ALL_PODS) if proxy_container(p)[0] is not None
+            and ambient_enrolled(p, ns_labels.get(p["metadata"]["namespace"], {}))]
     enrolled = _enrolled(ctx)
     hard, soft, evidence, bad_nodes = [], [], [], []
     annotated: dict[str, int] = {}

@@ -121,14 +121,18 @@ def report_calls(ctx: Context):
                   "\n".join(fix))
 
 
+def adapter_dispatches(samples: list, istio: Istio) -> list:
+    """Successful dispatches to the Prometheus adapter on Mixer's page: only Report calls feed it."""
+    return [s for s in find(samples, runtime(istio).dispatch, adapter="prometheus", error="false") if s.value > 0]
+
+
 def _report_traces(samples: list, istio: Istio) -> list[str]:
     """Other series on Mixer's page that only move when Report calls arrive (gRPC's own counters of the method,
     dispatches to the adapters, which only Reports feed)."""
     traces = [f"{s.line()}" for name in ("grpc_server_started_total", "grpc_server_msg_received_total",
                                          "grpc_server_handling_seconds_count")
               for s in find(samples, name, grpc_method="Report") if s.value > 0]
-    dispatch = runtime(istio).dispatch
-    traces += [s.line() for s in find(samples, dispatch, adapter="prometheus", error="false") if s.value > 0][:1]
+    traces += [s.line() for s in adapter_dispatches(samples, istio)][:1]
     return traces
 
 

@@ -10,8 +10,7 @@ from checks import istio as names
 from checks.common import body, mixer_metrics, mixer_metrics_inputs, prometheus_targets
 from checks.errors import BadPayload
 from checks.inputs import CONFIGMAPS, SERVICES, Object
-from checks.metrics import find
-from checks.mixer import runtime
+from checks.mixer import adapter_dispatches
 from checks.model import MIXER_ERA, Context, InputUnavailable, check, failed, passed, skipped, warned
 
 PROMETHEUS = "prometheus"
@@ -129,5 +128,5 @@ def _adapter_serving(ctx: Context) -> str | None:
         samples = mixer_metrics(ctx)
     except (InputUnavailable, BadPayload):
         return None
-    served = [s for s in find(samples, runtime(ctx.istio).dispatch, adapter="prometheus", error="false") if s.value > 0]
+    served = adapter_dispatches(samples, ctx.istio)
     return served[0].line() if served else None
