@@ -56,7 +56,15 @@ def _enrolled(ctx: Context) -> list[dict]:
 
 
 def _no_ambient(ctx: Context) -> bool:
-    return not _enrolled(ctx) and not any(is_ztunnel(p) for p in ctx.get(ALL_PODS))
+    """No ztunnel runs and no pod asks for ambient. When the namespaces' labels cannot be read, only the pods' own
+    labels and istio-cni's annotation tell; with no ztunnel anywhere, no pod can be captured either."""
+    pods = ctx.get(ALL_PODS)
+    if any(is_ztunnel(p) for p in pods):
+        return False
+    if ctx.maybe(ALL_NAMESPACES) is None:
+        return not any(ambient_enrolled(p, {}) or (p["metadata"].get("annotations") or {}).get(REDIRECTION)
+                       for p in pods)
+    return not _enrolled(ctx)
 
 
 def _node_of(pod: dict) -> str:
@@ -265,9 +273,12 @@ def waypoints(ctx: Context):
         accepted = _conditions(policy).get("ZtunnelAccepted")
         if accepted and accepted.get("reason") == "UnsupportedValue":
             evidence.append(f"AuthorizationPolicy {name_of(policy)}: ZtunnelAccepted {accepted.get('message', '')}")
-    for gw in ctx.maybe(GATEWAYS, []) or []:
-        if (gw.get("spec") or {}).get("gatewayClassName") != WAYPOINT_CLASS:
-            continue
+    gateways = [gw for gw in ctx.maybe(GATEWAYS, []) or [] if (gw.get("spec") or {}).get("gatewayClassName")
+                == WAYPOINT_CLASS]
+    known = {(gw["metadata"]["namespace"], gw["metadata"]["name"]) for gw in gateways}
+    evidence.append("waypoints: " + (", ".join(name_of(gw) for gw in gateways[:6]) or "none"))
+    missing: list[tuple[str, str]] = []
+    for gw in gateways:
         for kind in ("Accepted", "Programmed"):
             cond = _conditions(gw).get(kind)
             if cond and cond.get("status") == "False":
@@ -277,19 +288,31 @@ def waypoints(ctx: Context):
     for svc in services:
         cond = _conditions(svc).get("istio.io/WaypointBound")
         if cond and cond.get("status") == "False":
-            waypoint_namespaces.append(svc["metadata"]["namespace"])
+            ns = svc["metadata"]["namespace"]
+            wanted = labels(svc).get("istio.io/use-waypoint") or ns_labels.get(ns, {}).get("istio.io/use-waypoint")
+            where = (labels(svc).get("istio.io/use-waypoint-namespace") or ns, wanted)
+            absent = bool(wanted) and where not in known
+            if absent:
+                missing.append(where)
+            else:
+                waypoint_namespaces.append(ns)
             hard.append(f"Service {name_of(svc)} is not bound to its waypoint: {cond.get('reason')}"
                         f" ({cond.get('message', '')})")
+            evidence.append(f"Service {name_of(svc)} asks for waypoint {where[0]}/{wanted}, "
+                            + ("which does not exist" if absent else "which exists") if wanted else
+                            f"Service {name_of(svc)}: istio.io/WaypointBound False, no istio.io/use-waypoint label")
     fix = ("kubectl get gateways.gateway.networking.k8s.io -A -l istio.io/waypoint-for\n"
            "kubectl get svc -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} "
            "{.status.conditions[?(@.type==\"istio.io/WaypointBound\")].reason}{\"\\n\"}{end}'\n")
     if bare_namespaces:
         fix += (f"# give the namespace a waypoint and bind it:\nistioctl waypoint apply -n {bare_namespaces[0]}"
                 " --enroll-namespace\n# or move the HTTP fields to a policy with targetRefs to the waypoint")
+    for ns, wanted in missing[:1]:
+        fix += f"istioctl waypoint apply -n {ns} --name {wanted} --wait   # the waypoint the label names\n"
     for ns in waypoint_namespaces[:1]:
         fix += f"kubectl -n {ns} describe pods -l gateway.networking.k8s.io/gateway-class-name={WAYPOINT_CLASS}"
     if hard:
-        return failed(hard[0], hard[1:MAX_EVIDENCE] + evidence, fix)
+        return failed(hard[0], hard[1:MAX_EVIDENCE] + evidence, fix.rstrip())
     return passed("no L7 policy lacks a waypoint, and every waypoint is bound and ready", *evidence)
 
 

@@ -125,6 +125,12 @@ def is_cni(pod: dict) -> bool:
     return labels(pod).get("k8s-app") == "istio-cni-node"
 
 
+def is_gateway(pod: dict) -> bool:
+    """An ingress or egress gateway, or a gateway (waypoints too) that istiod deploys for a Gateway API Gateway."""
+    return labels(pod).get("istio") in ("ingressgateway", "egressgateway") or \
+        bool(labels(pod).get("gateway.istio.io/managed"))
+
+
 def running(pod: dict) -> bool:
     return (pod.get("status") or {}).get("phase") == "Running"
 
@@ -237,8 +243,7 @@ def choose(which: str, pods: list[dict], namespace: str, limit: int) -> list[dic
         rest = [p for p in found if p not in hit]
         return hit[:limit] + _spread(rest, max(0, min(3, limit - len(hit))))
     found = [p for p in found if ready(p)]  # a pod known to be down tells nothing about the others
-    gateways = [p for p in found if labels(p).get("istio") in ("ingressgateway", "egressgateway")
-                or labels(p).get("gateway.istio.io/managed")]
+    gateways = [p for p in found if is_gateway(p)]
     return (gateways + _spread([p for p in found if p not in gateways], limit))[:limit]
 
 

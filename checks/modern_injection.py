@@ -63,8 +63,9 @@ def selectors(ctx: Context):
         rev = ls.get("istio.io/rev")
         if rev and not serves_revision(hooks, rev):
             hard.append(f"Namespace {ns} asks for revision {rev}, which no injection webhook serves")
-        if rev and "istio-injection" in ls:
-            soft.append(f"Namespace {ns} carries both istio-injection and istio.io/rev (IST0123): istio-injection wins")
+        if rev and ls.get("istio-injection", "enabled") != "enabled":  # both labels, enabled: IST0123 (config)
+            soft.append(f"Namespace {ns} asks for revision {rev}, but istio-injection={ls['istio-injection']} wins "
+                        "in every webhook's selector: its pods get no sidecar")
     for pod in ctx.get(ALL_PODS):
         if not running(pod) or labels(pod).get("app") in ("ztunnel", "istiod") or \
                 labels(pod).get("k8s-app") == "istio-cni-node":
@@ -179,8 +180,16 @@ def failed_create(ctx: Context):
     events. This reads them, names the cause from the message, and checks the kube-apiserver pods' proxy variables
     (their no_proxy must cover istiod.<namespace>.svc)."""
     host = f"istiod.{ctx.istio.namespace}.svc"
-    events = [e for e in ctx.maybe(Objects(EVENTS, None, None), []) or []
-              if e.get("reason") == "FailedCreate" and FAILED_CALL.search(e.get("message") or "")]
+    every = ctx.maybe(Objects(EVENTS, None, None), []) or []
+    refused = [e for e in every if e.get("reason") == "FailedCreate" and FAILED_CALL.search(e.get("message") or "")]
+    # a controller that created its pods after the last refusal has recovered: its events outlive the fault
+    created = {}
+    for e in every:
+        if e.get("reason") == "SuccessfulCreate":
+            who = _involved(e)
+            created[who] = max(created.get(who, ""), _when(e))
+    events = [e for e in refused if created.get(_involved(e), "") <= _when(e)]
+    recovered = sorted({f"{k} {ns}/{n}" for k, ns, n in (_involved(e) for e in refused if e not in events)})
     proxy_problems = []
     for pod in ctx.maybe(Objects(PODS, "kube-system", APISERVER_SELECTOR), []) or []:
         env = _proxy_env(pod)
@@ -203,7 +212,21 @@ def failed_create(ctx: Context):
                       f"cannot be created: {cause}", evidence, fix)
     if proxy_problems:
         return warned(proxy_problems[0], proxy_problems[1:], fix)
+    if recovered:
+        return passed("the injection webhook refused pods earlier, and their controllers created them since",
+                      *[f"{who}: FailedCreate events, then SuccessfulCreate" for who in recovered[:MAX_EVIDENCE]])
     return passed("no FailedCreate event from the injection webhook")
+
+
+def _involved(event: dict) -> tuple[str, str, str]:
+    obj = event.get("involvedObject") or {}
+    return obj.get("kind", ""), obj.get("namespace") or event["metadata"].get("namespace", ""), obj.get("name", "")
+
+
+def _when(event: dict) -> str:
+    """The event's last occurrence to the second (RFC 3339 in UTC, so the strings order as the times do)."""
+    return (event.get("lastTimestamp") or event.get("eventTime") or event["metadata"].get("creationTimestamp")
+            or "")[:19]
 
 
 # Validation webhooks ---------------------------------------------------------------------------
@@ -221,8 +244,14 @@ def validation_webhook(ctx: Context):
     exists."""
     hooks = [(c, h) for c in ctx.get(VALIDATING) for h in c.get("webhooks") or []
              if str(h.get("name", "")).endswith("validation.istio.io")]
-    if not hooks:
-        return skipped("no Istio validating webhook is installed")
+    if not hooks:  # istiod runs (the generation says so) but validates nothing: configValidation is off
+        return failed("no Istio validating webhook is installed: the API server admits any Istio configuration",
+                      [f"{len(ctx.get(VALIDATING))} ValidatingWebhookConfiguration(s), none with a "
+                       "*.validation.istio.io webhook"],
+                      f"helm upgrade istiod istio/istiod -n {ctx.istio.namespace} --reuse-values "
+                      "--set global.configValidation=true\n"
+                      "# or, installed with istioctl: istioctl install --set values.global.configValidation=true\n"
+                      "istioctl analyze -A   # find objects that slipped in unvalidated")
     services = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in ctx.get(Objects(SERVICES))}
     istiod_up = any(labels(p).get("app") == "istiod" and running(p) for p in ctx.get(ALL_PODS))
     hard, soft, evidence = [], [], []

@@ -15,6 +15,7 @@ from checks.detect import (
     PerPod,
     first_served,
     image_tag,
+    is_gateway,
     is_ztunnel,
     istiod_env,
     istiod_version,
@@ -255,15 +256,18 @@ def _scrape_inputs(istio: Istio) -> tuple:
 PROXY_METRICS_PORTS = {"15020", "15090"}  # the agent's merged port (annotations), Envoy's own (the PodMonitor)
 
 
-def _scrapes_a_proxy(target: dict, names: set, ips: set) -> bool:
-    """Whether a target scrapes a proxy's metrics port. Its discovered address is the pod's first declared port,
-    not the one scraped (relabelling rewrites it): the scrape URL says which port, the pod labels which pod."""
+def _scraped_proxy(target: dict, names: set, by_ip: dict) -> tuple[str, str] | None:
+    """The (namespace, name) of the proxy whose metrics port a target scrapes, else None. Its discovered address is
+    the pod's first declared port, not the one scraped (relabelling rewrites it): the scrape URL says which port,
+    the pod labels which pod."""
     url = urlsplit(str(target.get("scrapeUrl", "")))
     if str(url.port) not in PROXY_METRICS_PORTS:
-        return False
+        return None
     found = target.get("discoveredLabels") or {}
     pod = (found.get("__meta_kubernetes_namespace"), found.get("__meta_kubernetes_pod_name"))
-    return pod in names if pod[1] else url.hostname in ips
+    if pod[1]:
+        return pod if pod in names else None
+    return by_ip.get(url.hostname)
 
 
 @check(id="telemetry.prometheus-scrape", title="Prometheus scrapes the proxies",
@@ -285,22 +289,34 @@ def prometheus_scrape(ctx: Context):
     except (ValueError, AttributeError):
         raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON")) from None
     pods = proxies(ctx.get(ALL_PODS))
-    names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
-    ips = {(p.get("status") or {}).get("podIP") for p in pods}
-    mine = [t for t in targets if _scrapes_a_proxy(t, names, ips)]
+    key = {id(p): (p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
+    by_ip = {(p.get("status") or {}).get("podIP"): key[id(p)] for p in pods}
+    scraped = {t_id: pod for t_id, pod in ((id(t), _scraped_proxy(t, set(key.values()), by_ip)) for t in targets)
+               if pod is not None}
+    mine = [t for t in targets if id(t) in scraped]
     down = [t for t in mine if t.get("health") != "up"]
+    seen = set(scraped.values())
+    sidecars = [p for p in pods if not is_gateway(p)]
+    unseen = [f"{ns}/{n}" for ns, n in (key[id(p)] for p in sidecars) if (ns, n) not in seen]
     fix = (f"kubectl -n {endpoint.namespace} get configmap prometheus -o yaml | grep -A30 kubernetes-pods\n"
            "kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.name} "
            "{.metadata.annotations.prometheus\\.io/scrape}{\"\\n\"}{end}'\n"
            "# PodMonitor users: check the operator's selector picks up the 15020 port of injected pods")
     evidence = [f"GET {endpoint}: {len(targets)} active targets, {len(mine)} on proxies ({len(pods)} proxies run)"]
     evidence += [f"{t.get('scrapeUrl')}: {t.get('health')} {t.get('lastError', '')}".strip() for t in down[:5]]
+    if unseen:
+        evidence.append(f"not scraped: {', '.join(unseen[:6])}" + (f" and {len(unseen) - 6} more" if len(unseen) > 6
+                                                                   else ""))
     if pods and not mine:
         return failed("Prometheus scrapes none of the proxies", evidence, fix)
+    if sidecars and len(unseen) == len(sidecars):
+        return failed(f"Prometheus scrapes none of the {len(sidecars)} sidecars, only gateways", evidence, fix)
     if mine and len(down) == len(mine):
         return failed(f"all {len(mine)} proxy targets are down", evidence, fix)
     if down:
         return warned(f"{len(down)} of {len(mine)} proxy targets are down", evidence, fix)
+    if unseen:
+        return warned(f"{len(unseen)} of {len(sidecars)} sidecars are not scraped", evidence, fix)
     return passed(f"Prometheus scrapes {len(mine)} proxy targets, all up", *evidence)
 
 

@@ -73,8 +73,9 @@ def _simple_selector(text: str) -> dict:
 
 # Injection -------------------------------------------------------------------------------------
 
-def injecting_revision(store: Store, pod: dict, namespace: dict | None) -> str | None:
-    """The revision whose webhook would inject this pod, as the API server would call it."""
+def injection_webhook(store: Store, pod: dict, namespace: dict | None) -> tuple[dict, dict] | None:
+    """(configuration, webhook) of the first Istio injection webhook the API server would call for this pod
+    (configurations in name order, webhooks in their order)."""
     if pod["metadata"].get("namespace") in SYSTEM_NAMESPACES or pod["spec"].get("hostNetwork"):
         return None
     ns_labels = _labels(namespace or {})
@@ -84,8 +85,14 @@ def injecting_revision(store: Store, pod: dict, namespace: dict | None) -> str |
                 continue
             if selector_matches(hook.get("namespaceSelector"), ns_labels) and selector_matches(
                     hook.get("objectSelector"), _labels(pod)):
-                return _labels(config).get("istio.io/rev", "default")
+                return config, hook
     return None
+
+
+def injecting_revision(store: Store, pod: dict, namespace: dict | None) -> str | None:
+    """The revision whose webhook would inject this pod, as the API server would call it."""
+    found = injection_webhook(store, pod, namespace)
+    return _labels(found[0]).get("istio.io/rev", "default") if found else None
 
 
 def istiod_deployment(store: Store, revision: str) -> dict | None:
@@ -179,14 +186,28 @@ def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
         "volumes": ["workload-socket", "credential-socket", "workload-certs", "istio-envoy", "istio-data",
                     "istio-podinfo", "istio-token", "istiod-ca-cert"],
         "imagePullSecrets": None, "revision": revision})
-    _prometheus_merge(annotations, proxy)
+    _prometheus_merge(annotations, proxy, _mesh(store, control_ns, revision))
     annotations.setdefault("istio.io/rev", revision)
 
 
-def _prometheus_merge(annotations: dict, proxy: dict) -> None:
+def _mesh(store: Store, namespace: str, revision: str) -> dict:
+    """The revision's mesh config (ConfigMap istio or istio-<rev>, key mesh)."""
+    import yaml
+
+    name = "istio" if revision == "default" else f"istio-{revision}"
+    config_map = store.get("v1", "configmaps", namespace, name) or store.get("v1", "configmaps", namespace, "istio")
+    return yaml.safe_load(((config_map or {}).get("data") or {}).get("mesh") or "") or {}
+
+
+def _prometheus_merge(annotations: dict, proxy: dict, mesh: dict) -> None:
     """The injector's metrics merge (pkg/kube/inject/webhook.go applyPrometheusMerge): the app's prometheus.io
-    annotations move into the proxy's ISTIO_PROMETHEUS_ANNOTATIONS and point at the agent's 15020 instead."""
+    annotations move into the proxy's ISTIO_PROMETHEUS_ANNOTATIONS and point at the agent's 15020 instead.
+    Off for the pod with annotation prometheus.istio.io/merge-metrics false, else when the mesh config's
+    enablePrometheusMerge is false (enablePrometheusMerge in the same file; default on)."""
     if annotations.get("prometheus.io/scrape", "true").lower() in ("false", "0", "f"):
+        return
+    merge = annotations.get("prometheus.istio.io/merge-metrics", mesh.get("enablePrometheusMerge", True))
+    if str(merge).lower() in ("false", "0", "f"):
         return
     if annotations.get("prometheus.io/port") == "15020":
         return
@@ -220,6 +241,7 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
     _redirect_ambient(scenario, workloads)
     _ambient_status(store)
     _deployment_status(store)
+    _refusals(store, workloads)
     _status_fields(store)
     for entry in spec.get("pod_proxy") or []:
         ns, _, selector = entry["pods"].partition("/")
@@ -472,6 +494,78 @@ def _deployment_status(store: Store) -> None:
         if pods and d.get("status"):
             ready = sum(_ready(p) for p in pods)
             d["status"].update(readyReplicas=ready, availableReplicas=ready)
+
+
+# Pods the injection webhook refuses ----------------------------------------------------------------
+
+# The error the API server's webhook client reports after `Post "URL": ` (Go's net/http and crypto/tls, the API
+# server's service resolver, an HTTP(S) proxy refusing CONNECT); anything else is taken as the text itself.
+CALL_ERRORS = {
+    "x509": "tls: failed to verify certificate: x509: certificate signed by unknown authority",
+    "connection-refused": "dial tcp {cluster_ip}:{port}: connect: connection refused",
+    "no-endpoints": 'no endpoints available for service "{service}"',
+    "deadline": "context deadline exceeded",
+    "service-unavailable": "Service Unavailable",
+}
+
+
+def _refusals(store: Store, workloads: dict) -> None:
+    """``workloads.<key>.refused``: the ReplicaSet controller's FailedCreate Events with the message the API server
+    returns for a failing webhook call with failurePolicy Fail (k8s.io/apiserver admission/plugin/webhook/mutating
+    dispatcher.go: ErrCallingWebhook "failed calling webhook %q: failed to call webhook: %w", wrapped by
+    NewInternalError; the controller's "Error creating: %v"), and the Deployment's ReplicaFailure condition (the
+    ReplicaSet's, copied by the Deployment controller). ``recovered``: the pods were created once the webhook
+    answered again; only the Events (kept for --event-ttl, 1h) tell."""
+    for key, facts in workloads.items():
+        if not facts.get("refused"):
+            continue
+        ns, name = key.split("/", 1)
+        deployment = store.get("apps/v1", "deployments", ns, name)
+        template = deployment["spec"]["template"]
+        pod = {"metadata": {"namespace": ns, "labels": dict(_labels(template))}, "spec": template["spec"]}
+        config, hook = injection_webhook(store, pod, store.get("v1", "namespaces", None, ns))
+        service = (hook.get("clientConfig") or {}).get("service") or {}
+        port = service.get("port", 443)
+        found = store.get("v1", "services", service.get("namespace"), service.get("name")) or {}
+        error = CALL_ERRORS.get(str(facts["refused"]), str(facts["refused"])).format(
+            cluster_ip=(found.get("spec") or {}).get("clusterIP", ""), port=port, service=service.get("name"))
+        url = (f"https://{service.get('name')}.{service.get('namespace')}.svc:{port}{service.get('path', '')}"
+               f"?timeout={hook.get('timeoutSeconds', 10)}s")
+        failure = (f'Internal error occurred: failed calling webhook "{hook["name"]}": failed to call webhook: '
+                   f'Post "{url}": {error}')
+        replica_set = f"{name}-{stable_suffix(key, length=10)}"
+        recovered = bool(facts.get("recovered"))
+        involved = {"kind": "ReplicaSet", "namespace": ns, "name": replica_set, "apiVersion": "apps/v1",
+                    "uid": f"{stable_suffix(key, 'rs', length=8)}-0000-4000-8000-0"}
+        store.add({"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": "FailedCreate",
+                   "metadata": {"name": f"{replica_set}.{stable_suffix(key, 'failed', length=16)}", "namespace": ns,
+                                "creationTimestamp": "2025-11-01T10:01:10Z"},
+                   "involvedObject": involved, "source": {"component": "replicaset-controller"},
+                   "reportingComponent": "replicaset-controller", "reportingInstance": "",
+                   "firstTimestamp": "2025-11-01T10:01:10Z",
+                   "lastTimestamp": "2025-11-01T10:02:40Z" if recovered else "2025-11-01T10:09:40Z",
+                   "count": 4 if recovered else 17, "message": f"Error creating: {failure}"})
+        pods = [p for p in store.list("v1", "pods", ns) if _owner_key(p) == key]
+        for p in pods if recovered else []:
+            p["metadata"]["creationTimestamp"] = "2025-11-01T10:02:55Z"
+            store.add({"apiVersion": "v1", "kind": "Event", "type": "Normal", "reason": "SuccessfulCreate",
+                       "metadata": {"name": f"{replica_set}.{stable_suffix(p['metadata']['name'], length=16)}",
+                                    "namespace": ns, "creationTimestamp": "2025-11-01T10:02:55Z"},
+                       "involvedObject": involved, "source": {"component": "replicaset-controller"},
+                       "reportingComponent": "replicaset-controller", "reportingInstance": "",
+                       "firstTimestamp": "2025-11-01T10:02:55Z", "lastTimestamp": "2025-11-01T10:02:55Z",
+                       "count": 1, "message": f"Created pod: {p['metadata']['name']}"})
+        if recovered:
+            continue
+        status = deployment["status"]
+        status["unavailableReplicas"] = deployment["spec"]["replicas"] - status.get("availableReplicas", 0)
+        since = {"lastUpdateTime": "2025-11-01T10:01:10Z", "lastTransitionTime": "2025-11-01T10:01:10Z"}
+        status["conditions"] = [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+             "message": "Deployment does not have minimum availability.", **since},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": failure, **since},
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+             "message": f'ReplicaSet "{replica_set}" is progressing.', **since}]
 
 
 # Waypoints, bindings and policy status (what istiod writes) ------------------------------------
@@ -940,6 +1034,12 @@ def _discovered(pod: dict) -> list[dict]:
     return out
 
 
+def _selects(rule: dict, pod: dict) -> bool:
+    ns, _, selector = str(rule["pods"]).partition("/")
+    return ns in ("*", pod["metadata"]["namespace"]) and all(
+        _labels(pod).get(k) == v for k, v in _simple_selector(selector).items())
+
+
 def _relabel(labels: dict, rules: list[dict]) -> dict | None:
     """Prometheus relabel_configs (replace, keep, drop, labelmap, labeldrop, labelkeep); None when dropped.
     Accepts the operator's camelCase keys too (sourceLabels, targetLabel)."""
@@ -1011,7 +1111,8 @@ def _scrape_jobs(store: Store, namespace: str) -> list[dict]:
 def _prometheus_targets(scenario) -> None:
     """Prometheus' /api/v1/targets: its pod-role jobs applied to the pods with Prometheus' own discovery and
     relabelling (so ``discoveredLabels`` hold the container port that was discovered and ``labels`` the relabelled
-    address), every target up. The server is Service ``prometheus``, or the one ``modern.prometheus`` names."""
+    address), every target up but those of ``modern.targets_down``. The server is Service ``prometheus``, or the one
+    ``modern.prometheus`` names."""
     from kubesim.scenario import Payload
 
     store = scenario.store
@@ -1022,6 +1123,7 @@ def _prometheus_targets(scenario) -> None:
     if service is None:
         return
     targets, seen = [], set()
+    down = scenario.modern.settings.get("targets_down") or []  # [{pods: ns/k=v, error}]: those scrapes fail
     for job in _scrape_jobs(store, service["metadata"]["namespace"]):
         for pod in store.list("v1", "pods"):
             if not _running(pod) or not job["select"](pod):
@@ -1040,10 +1142,12 @@ def _prometheus_targets(scenario) -> None:
                     continue
                 seen.add(key)
                 url = f"{labels['__scheme__']}://{address}{labels['__metrics_path__']}"
+                error = next((rule.get("error", "") for rule in down if _selects(rule, pod)), None)
                 targets.append({"discoveredLabels": discovered, "labels": final, "scrapePool": job["name"],
-                                "scrapeUrl": url, "globalUrl": url, "lastError": "",
+                                "scrapeUrl": url, "globalUrl": url, "lastError": error or "",
                                 "lastScrape": "2025-11-01T10:05:44.723715405Z", "lastScrapeDuration": 0.004,
-                                "health": "up", "scrapeInterval": job["interval"], "scrapeTimeout": "10s"})
+                                "health": "up" if error is None else "down", "scrapeInterval": job["interval"],
+                                "scrapeTimeout": "10s"})
     body = json.dumps({"status": "success", "data": {"activeTargets": targets, "droppedTargets": []}})
     port = str(service["spec"]["ports"][0]["port"])
     scenario.proxies[(service["metadata"]["namespace"], name, port, "api/v1/targets")] = Payload(

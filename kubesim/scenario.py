@@ -30,12 +30,25 @@ A scenario is YAML:
     patches[].after_jobs: true     # applied after the Jobs ran (e.g. someone deleted what the post-install Job made)
     logs: [{namespace, selector?, container, lines: [...]}]
     faults: [{path: regex, status?, body?, delay?}]
+    rbac: deploy/rbac/clusterrole.yaml   # the client holds only that ClusterRole (path from the repository root):
+                                   # every other read answers 403 as the API server's RBAC authorizer would
     clock: {apiserver: seconds, nodes: {node-name: seconds}}
     latency_ms: 0
     expect: {check-id: warn|fail|error}  # the verdicts that are not pass (or a skip by version)
     modern: {native_sidecars?, istiod_patches?, connected?}   # istiod-era mesh: kubesim/modern.py
+    modern.validation_armed: false  # istiod never switched its validating webhooks from Ignore to Fail
+    modern.ca_bundles: {webhook-configuration-name: modern/other-root-cert.pem}   # that configuration keeps another
+                                   # CA's caBundle (istiod does not or cannot patch it)
+    modern.targets_down: [{pods: ns/k=v, error: "sample limit exceeded"}]   # Prometheus' targets of those pods are
+                                   # down with that lastError (every job); the mesh config's enablePrometheusMerge and
+                                   # the pod annotation prometheus.istio.io/merge-metrics decide the scrape annotations
     pod_proxy: [{pods: ns/k=v, port, path, file|body|json, status?, edits?, node?}]   # pods/NAME:PORT/proxy/PATH
     daemonsets: {ns/name: {absent: [node], unready: [node]}}
+    workloads.<key>.refused: x509|connection-refused|no-endpoints|deadline|service-unavailable|<error text>
+                                   # modern: the first Istio injection webhook matching the pod template refuses the
+                                   # Deployment's pods with that client error: no pod (``created: N`` existed before),
+                                   # FailedCreate Events on its ReplicaSet, Deployment condition ReplicaFailure;
+                                   # ``recovered: true``: the refusals are over (all pods exist, the Events remain)
     workloads.<key>: {terminated: {c: {reason, exitCode}}, waiting: {c: reason}, proxy_version, injected,
                       redirection, revision}   # modern only; with ready: N below replicas only the unready
                       # replicas crash (their ports refuse pods/proxy with 503); revision: injected by that revision
@@ -71,6 +84,7 @@ from pathlib import Path
 import yaml
 
 from kubesim import modern
+from kubesim.rbac import ClusterRole
 from kubesim.store import Resource, Store, load_manifest, stable_suffix
 
 DATA = Path(__file__).parent / "data"
@@ -117,6 +131,7 @@ class Scenario:
     latency_ms: float = 0.0
     expect: dict[str, str] = field(default_factory=dict)  # check id → verdict, for checks that do not pass
     modern: object = None  # kubesim.modern.ModernState when the scenario has a `modern:` key
+    rbac: ClusterRole | None = None  # the only role the client holds; None: it may read everything
 
     def pod_log(self, pod: dict, container: str) -> str:
         meta = pod["metadata"]
@@ -234,6 +249,8 @@ def build(name: str, spec: dict) -> Scenario:
     for entry in [e for e in spec.get("logs") or [] if not e.get("previous")]:  # previous: see kubesim.modern
         scenario.logs.append(LogRule(entry["namespace"], _selector(entry.get("selector", "")), entry["container"],
                                      list(entry.get("lines") or []), entry.get("node")))
+    if spec.get("rbac"):
+        scenario.rbac = ClusterRole.load(Path(__file__).resolve().parents[1] / spec["rbac"])
     for entry in spec.get("faults") or []:
         scenario.faults.append(Fault(re.compile(entry["path"]), entry.get("status"), entry.get("body"),
                                      float(entry.get("delay", 0))))
@@ -337,12 +354,15 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
         facts = workloads.get(key) or {}
         replicas = int(facts.get("replicas", deployment["spec"].get("replicas") or 1))
         deployment["spec"]["replicas"] = replicas
-        ready = int(facts.get("ready", replicas))
+        # refused (modern): the injection webhook refuses the ReplicaSet's pods; ``created`` of them existed before
+        refused = modern_settings is not None and facts.get("refused") and not facts.get("recovered")
+        created = int(facts.get("created", 0)) if refused else replicas
+        ready = min(int(facts.get("ready", replicas)), created)
         template = deployment["spec"]["template"]
         if meta["namespace"] in kube_inject and not _has(template, SIDECAR):
             _inject(template, mesh, facts.get("inject") or {})  # kube-inject rewrites the manifest itself
         rs_hash = stable_suffix(key, length=10)
-        for i in range(replicas):
+        for i in range(created):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(template.get("metadata") or {}),
                    "spec": copy.deepcopy(template["spec"])}
             name = f"{meta['name']}-{i}" if stateful else f"{meta['name']}-{rs_hash}-{stable_suffix(key, str(i))}"
@@ -359,8 +379,8 @@ def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_set
             counter += 1
             _set_running(pod, restarts=facts.get("restarts") or {}, ready=i < ready)
             store.add(pod)
-        deployment["status"] = {"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
-                                "updatedReplicas": replicas, "observedGeneration": 1}
+        deployment["status"] = {"replicas": created, "readyReplicas": ready, "availableReplicas": ready,
+                                "updatedReplicas": created, "observedGeneration": 1}
     for i, service in enumerate(store.list("v1", "services")):
         spec = service.setdefault("spec", {})
         if spec.get("clusterIP") != "None":

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kubesim import modern
+from kubesim.rbac import request_attributes
 from kubesim.scenario import Payload, Scenario
 from kubesim.store import Resource
 
@@ -154,6 +155,11 @@ def _serve(sim: Simulator, h) -> None:
     accept = h.headers.get("Accept", "")
     sim.record(Request("GET", path, parts.query, accept, h.headers.get("User-Agent", "")))
     scenario = sim.scenario
+    attributes = request_attributes(path, query) if scenario.rbac else None
+    if attributes and not scenario.rbac.allows(attributes):
+        return _send(sim, h, 403, _status(403, "Forbidden", scenario.rbac.forbidden(attributes),
+                                          {"name": attributes.name, "group": attributes.group,
+                                           "kind": attributes.resource}))
     for fault in scenario.faults:
         if fault.path.search(path):
             if fault.delay:

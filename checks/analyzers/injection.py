@@ -18,6 +18,7 @@ from checks.analyzers.snapshot import (
     labels_of,
     name,
     namespace_of,
+    root_namespace,
     spec,
 )
 
@@ -129,7 +130,7 @@ def proxy_image(snap: Snapshot):
     if not injectors:
         return
     mesh = snap.value(MeshConfig(snap.istio.namespace), {}) or {}
-    root, proxy_configs = mesh.get("rootNamespace") or "istio-system", snap[PROXY_CONFIGS]
+    root, proxy_configs = root_namespace(mesh), snap[PROXY_CONFIGS]
     revision = {}
     for ns in snap[NAMESPACES].items:
         lab = labels_of(ns)

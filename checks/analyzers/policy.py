@@ -8,6 +8,7 @@ import difflib
 from checks.analyzers import Finding, Snapshot, analyzer
 from checks.analyzers.snapshot import (
     AUTHORIZATION_POLICIES,
+    EVERY_NAMESPACE,
     K8S_GATEWAYS,
     NAMESPACES,
     PODS,
@@ -21,6 +22,7 @@ from checks.analyzers.snapshot import (
     labels_of,
     name,
     namespace_of,
+    root_namespace,
     selector_text,
     spec,
 )
@@ -138,23 +140,25 @@ def namespace_match(ns: str, pattern: str) -> bool:
     return ns.lower() == pattern.lower()
 
 
-@analyzer(id="config.authz-targets", title="AuthorizationPolicies select workloads and name real namespaces",
-          section=TARGET, codes=("IST0127", "IST0101"),
-          needs=lambda istio: (AUTHORIZATION_POLICIES, PODS, NAMESPACES),
-          reads=lambda istio: (MeshConfig(istio.namespace),),
+@analyzer(id="config.authz-targets", title="Policies select workloads, name real namespaces, target their own",
+          section=TARGET, codes=("IST0127", "IST0101", "MB0002", "MB0003"),
+          needs=lambda istio: (AUTHORIZATION_POLICIES, PODS, NAMESPACES, EVERY_NAMESPACE),
+          reads=lambda istio: (MeshConfig(istio.namespace), SERVICES_T, K8S_GATEWAYS, SERVICE_ENTRIES,
+                               REQUEST_AUTHENTICATIONS, TELEMETRIES),
           signatures=("IST0127", "NoMatchingWorkloadsFound", "AuthorizationPolicy", "RBAC: access denied",
-                      "source.namespaces", "selector"))
+                      "source.namespaces", "selector", "MB0002", "MB0003", "targetRefs"))
 def authz_targets(snap: Snapshot):
     """An AuthorizationPolicy's selector must match workloads of the mesh (sidecar or ambient) in its namespace,
     or anywhere for a policy in the root namespace; a policy without selector needs mesh workloads in its
-    namespace; and every namespace its rules name (source.namespaces, notNamespaces) must exist."""
+    namespace; every namespace its rules name (source.namespaces, notNamespaces) must exist; and the targetRefs of
+    policies (authorization, request authentication, telemetry) must name an object of their own namespace."""
     namespaces = snap[NAMESPACES]
-    root = (snap.value(MeshConfig(snap.istio.namespace), {}) or {}).get("rootNamespace") or "istio-system"
+    root = root_namespace(snap.value(MeshConfig(snap.istio.namespace), {}) or {})
     meshed: dict[str, list[dict]] = {}
     for pod in snap[PODS].items:
         if in_mesh(pod, namespaces) or ambient_pod(pod):
             meshed.setdefault(namespace_of(pod), []).append(pod)
-    known = [name(n) for n in namespaces.items]
+    known = [name(n) for n in snap[EVERY_NAMESPACE].items]
     for ap in snap[AUTHORIZATION_POLICIES].items:
         ns = namespace_of(ap)
         selector = (spec(ap).get("selector") or {}).get("matchLabels") if spec(ap).get("selector") is not None else None
@@ -194,6 +198,39 @@ def authz_targets(snap: Snapshot):
                                            f"{name(ap)}   # spec.rules[{i}].from[{j}].source.{field}[{k}]: "
                                            f"{pattern} → {close[0] if close else 'an existing namespace'}",
                                            refs=(f"Namespace {pattern}",))
+    yield from _target_refs(snap)
+
+
+def _target_refs(snap: Snapshot):
+    """Policies' targetRefs must name a Service, Gateway or ServiceEntry that exists in their own namespace."""
+    tables = {"Service": snap[SERVICES_T], "Gateway": snap[K8S_GATEWAYS], "ServiceEntry": snap[SERVICE_ENTRIES]}
+    for kind, key in (("AuthorizationPolicy", AUTHORIZATION_POLICIES),
+                      ("RequestAuthentication", REQUEST_AUTHENTICATIONS), ("Telemetry", TELEMETRIES)):
+        for policy in snap[key].items:
+            ns = namespace_of(policy)
+            for field, target in target_refs(policy):
+                tkind, tname = target.get("kind", ""), target.get("name", "")
+                table = tables.get(tkind)
+                if table is None:  # GatewayClass and the like: nothing to look up
+                    continue
+                tns = target.get("namespace") or ns
+                elsewhere = sorted(namespace_of(o) for o in table.items if name(o) == tname and namespace_of(o) != ns)
+                if tns != ns or (table.get(ns, tname) is None and elsewhere):
+                    other = tns if tns != ns else elsewhere[0]
+                    yield _finding(kind, policy, "MB0002", {"field": field, "kind": tkind, "ref": f"{other}/{tname}",
+                                                            "namespace": ns},
+                                   f"# create the policy in namespace {other}, next to what it targets:\n"
+                                   f"kubectl -n {ns} get {kind.lower()} {name(policy)} -o yaml | "
+                                   f"sed 's/namespace: {ns}$/namespace: {other}/' | kubectl apply -f -\n"
+                                   f"kubectl -n {ns} delete {kind.lower()} {name(policy)}",
+                                   refs=(f"{tkind} {other}/{tname}",))
+                elif table.get(ns, tname) is None:
+                    here = sorted(name(o) for o in table.in_namespace(ns))
+                    yield _finding(kind, policy, "MB0003", {"field": field, "kind": tkind, "ref": f"{ns}/{tname}"},
+                                   f"kubectl -n {ns} edit {kind.lower()} {name(policy)}   # {field}.name: one of "
+                                   f"{', '.join(here[:10]) or f'the {tkind}s of {ns} (there are none)'}",
+                                   refs=(f"{tkind} {ns}/{tname}",),
+                                   evidence=(f"{tkind}s in {ns}: {', '.join(here[:10]) or 'none'}",))
 
 
 def _near_labels(selector: dict, pods: list[dict]) -> str:
@@ -252,16 +289,13 @@ def _ambient_reads(istio):
 
 
 @analyzer(id="config.ambient-policies", title="Ambient policies can be enforced where they are attached",
-          section="make-sure-you-are-not-using-http-only-fields-on-tcp-ports", codes=("MB0001", "MB0002", "MB0003",
-                                                                                      "MB0004"),
+          section="make-sure-you-are-not-using-http-only-fields-on-tcp-ports", codes=("MB0001", "MB0004"),
           needs=_ambient_inputs, reads=_ambient_reads,
-          signatures=("MB0001", "MB0002", "MB0003", "MB0004", "ztunnel", "waypoint", "istio.io/use-waypoint",
-                      "targetRefs", "L7 policy"))
+          signatures=("MB0001", "MB0004", "ztunnel", "waypoint", "istio.io/use-waypoint", "L7 policy"))
 def ambient_policies(snap: Snapshot):
     """In ambient mode ztunnel enforces only L4: an AuthorizationPolicy bound by selector (or namespace-wide) in an
     ambient namespace that uses HTTP attributes is not enforced as written; it needs a waypoint and targetRefs to
-    it. Policies' targetRefs must name a Service or Gateway of their own namespace that exists, and the
-    istio.io/use-waypoint label must name a waypoint that exists."""
+    it. The istio.io/use-waypoint label must name a waypoint that exists."""
     namespaces, services, gateways = snap[NAMESPACES], snap[SERVICES_T], snap[K8S_GATEWAYS]
     entries = snap[SERVICE_ENTRIES]
     waypoints = {(namespace_of(g), name(g)) for g in gateways.items
@@ -308,31 +342,3 @@ def ambient_policies(snap: Snapshot):
                        refs=(f"Gateway {wp[0]}/{wp[1]}",) if wp else (),
                        evidence=(f"waypoint for namespace {ns}: {wp[0]}/{wp[1]}" if wp else
                                  f"no waypoint serves namespace {ns}", f"action {action}"))
-    tables = {"Service": services, "Gateway": gateways, "ServiceEntry": entries}
-    for kind, key in (("AuthorizationPolicy", AUTHORIZATION_POLICIES),
-                      ("RequestAuthentication", REQUEST_AUTHENTICATIONS), ("Telemetry", TELEMETRIES)):
-        for policy in snap[key].items:
-            ns = namespace_of(policy)
-            for field, target in target_refs(policy):
-                tkind, tname = target.get("kind", ""), target.get("name", "")
-                table = tables.get(tkind)
-                if table is None:  # GatewayClass and the like: nothing to look up
-                    continue
-                tns = target.get("namespace") or ns
-                elsewhere = sorted(namespace_of(o) for o in table.items if name(o) == tname and namespace_of(o) != ns)
-                if tns != ns or (table.get(ns, tname) is None and elsewhere):
-                    other = tns if tns != ns else elsewhere[0]
-                    yield _finding(kind, policy, "MB0002", {"field": field, "kind": tkind, "ref": f"{other}/{tname}",
-                                                            "namespace": ns},
-                                   f"# create the policy in namespace {other}, next to what it targets:\n"
-                                   f"kubectl -n {ns} get {kind.lower()} {name(policy)} -o yaml | "
-                                   f"sed 's/namespace: {ns}$/namespace: {other}/' | kubectl apply -f -\n"
-                                   f"kubectl -n {ns} delete {kind.lower()} {name(policy)}",
-                                   refs=(f"{tkind} {other}/{tname}",))
-                elif table.get(ns, tname) is None:
-                    here = sorted(name(o) for o in table.in_namespace(ns))
-                    yield _finding(kind, policy, "MB0003", {"field": field, "kind": tkind, "ref": f"{ns}/{tname}"},
-                                   f"kubectl -n {ns} edit {kind.lower()} {name(policy)}   # {field}.name: one of "
-                                   f"{', '.join(here[:10]) or f'the {tkind}s of {ns} (there are none)'}",
-                                   refs=(f"{tkind} {ns}/{tname}",),
-                                   evidence=(f"{tkind}s in {ns}: {', '.join(here[:10]) or 'none'}",))

@@ -13,9 +13,13 @@ from checks.analyzers import Finding, Snapshot, analyzer
 from checks.analyzers.snapshot import (
     AUTHORIZATION_POLICIES,
     DESTINATION_RULES,
+    ENVOY_FILTERS,
     GATEWAYS,
     PEER_AUTHENTICATIONS,
+    REQUEST_AUTHENTICATIONS,
     SERVICE_ENTRIES,
+    SIDECARS,
+    TELEMETRIES,
     VIRTUAL_SERVICES,
     name,
     namespace_of,
@@ -131,26 +135,49 @@ def peer_authentication(s: dict) -> Iterator[tuple[str, str]]:
         yield "spec.portLevelMtls", "needs spec.selector (port-level mTLS applies to selected workloads)"
 
 
+def empty_selector(field: str, labels: str):
+    """Istio's validation warns on a workload selector without labels: it selects every workload of the
+    namespace (or of the mesh, in the root namespace), which is seldom what the author meant."""
+    def rule(s: dict) -> Iterator[tuple[str, str]]:
+        selector = s.get(field)
+        if isinstance(selector, dict) and not selector.get(labels):
+            yield f"spec.{field}", (f"has no {labels}: it selects every workload in its scope; remove it for a "
+                                    f"namespace-wide policy, or give it the labels of the workloads meant")
+    return rule
+
+
 RULES = ((VIRTUAL_SERVICES, virtual_service), (DESTINATION_RULES, destination_rule), (GATEWAYS, gateway),
          (SERVICE_ENTRIES, service_entry), (AUTHORIZATION_POLICIES, authorization_policy),
          (PEER_AUTHENTICATIONS, peer_authentication))
+# the validating webhook's warnings (IST0133): admitted, but almost always a mistake
+WARNINGS = ((AUTHORIZATION_POLICIES, empty_selector("selector", "matchLabels")),
+            (PEER_AUTHENTICATIONS, empty_selector("selector", "matchLabels")),
+            (REQUEST_AUTHENTICATIONS, empty_selector("selector", "matchLabels")),
+            (TELEMETRIES, empty_selector("selector", "matchLabels")),
+            (SIDECARS, empty_selector("workloadSelector", "labels")),
+            (ENVOY_FILTERS, empty_selector("workloadSelector", "labels")))
 
 
 @analyzer(id="config.schema", title="Istio objects would pass validation",
-          section="invalid-configuration-is-accepted", codes=("IST0106",),
-          needs=lambda istio: (VIRTUAL_SERVICES,), reads=lambda istio: tuple(k for k, _ in RULES[1:]),
+          section="invalid-configuration-is-accepted", codes=("IST0106", "IST0133"),
+          needs=lambda istio: (VIRTUAL_SERVICES,),
+          reads=lambda istio: tuple(dict.fromkeys(k for k, _ in RULES[1:] + WARNINGS)),
           signatures=("IST0106", "SchemaValidationError", "admission webhook", "denied the request",
                       "validation.istio.io"))
 def schema(snap: Snapshot):
     """Required fields and allowed values of VirtualServices, DestinationRules, Gateways, ServiceEntries,
     AuthorizationPolicies and PeerAuthentications, as Istio's validating webhook enforces them: an object in the
     cluster that breaks them was written while validation was off, and istiod ignores or half-applies it."""
-    for key, rule in RULES:
+    for code, rules in (("IST0106", RULES), ("IST0133", WARNINGS)):
+        yield from _check(snap, code, rules)
+
+
+def _check(snap: Snapshot, code: str, rules) -> Iterator[Finding]:
+    for key, rule in rules:
         for obj in snap[key].items:
-            problems = list(rule(spec(obj)))
-            for field, problem in problems:
+            for field, problem in rule(spec(obj)):
                 ns = namespace_of(obj)
-                yield Finding(key.kind, ns, name(obj), "IST0106", {"field": field, "problem": problem},
+                yield Finding(key.kind, ns, name(obj), code, {"field": field, "problem": problem},
                               f"kubectl -n {ns} get {key.source.plural}.{key.source.group} {name(obj)} -o yaml > "
                               f"{name(obj)}.yaml\n# fix {field}, then: kubectl apply --dry-run=server -f "
                               f"{name(obj)}.yaml && kubectl apply -f {name(obj)}.yaml\n"

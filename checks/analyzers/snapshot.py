@@ -103,11 +103,12 @@ class Table:
     source: object
     kind: str
     by_label: bool = False
+    with_system: bool = False  # for references: a policy may name kube-system, which exists in every cluster
 
     async def fetch(self, g: Gatherer) -> Index:
         # istioctl analyze leaves the Kubernetes system namespaces out of every analysis
-        items = [o for o in await g.get(self.source) if (name(o) if self.kind == "Namespace" else namespace_of(o))
-                 not in IGNORED_NAMESPACES]
+        items = [o for o in await g.get(self.source) if self.with_system or (
+            name(o) if self.kind == "Namespace" else namespace_of(o)) not in IGNORED_NAMESPACES]
         return Index(self.kind, items, self.by_label)
 
     def __str__(self) -> str:
@@ -121,6 +122,7 @@ def _istio(group: str, plural: str, kind: str) -> Table:
 PODS = Table(ALL_PODS, "Pod", by_label=True)
 SERVICES_T = Table(Objects(SERVICES), "Service")
 NAMESPACES = Table(ALL_NAMESPACES, "Namespace")
+EVERY_NAMESPACE = Table(ALL_NAMESPACES, "Namespace", with_system=True)
 NODES_T = Table(Objects(NODES), "Node")
 WEBHOOKS = Table(Objects(MUTATING_WEBHOOKS), "MutatingWebhookConfiguration")
 VIRTUAL_SERVICES = _istio("networking.istio.io", "virtualservices", "VirtualService")
@@ -151,6 +153,11 @@ class MeshConfig:
             return yaml.safe_load(((cm or {}).get("data") or {}).get("mesh") or "") or {}
         except yaml.YAMLError:
             return {}
+
+
+def root_namespace(mesh: dict) -> str:
+    """The mesh config's root namespace: its policies and rules apply mesh-wide."""
+    return mesh.get("rootNamespace") or "istio-system"
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,14 @@ from checks.analyzers.snapshot import (
     SERVICES_T,
     VIRTUAL_SERVICES,
     Hosts,
+    MeshConfig,
     export_scopes,
     fqdn,
     host_matches,
     name,
     namespace_of,
     ref,
+    root_namespace,
     service_of_host,
     spec,
 )
@@ -163,14 +165,17 @@ def resource_name(ns: str, host: str) -> tuple[str, str]:
 
 @analyzer(id="config.vs-destination-subsets", title="Routed subsets are defined in a DestinationRule",
           section="503-errors-after-setting-destination-rule", codes=("IST0101",),
-          needs=lambda istio: (VIRTUAL_SERVICES, DESTINATION_RULES), reads=lambda istio: (PODS, SERVICES_T),
+          needs=lambda istio: (VIRTUAL_SERVICES, DESTINATION_RULES),
+          reads=lambda istio: (PODS, SERVICES_T, MeshConfig(istio.namespace)),
           signatures=("IST0101", "host+subset in destinationrule", "subset", "503", "NR", "no healthy upstream",
                       "DestinationRule"))
 def vs_destination_subsets(snap: Snapshot):
     """Every subset a VirtualService route or mirror names must be defined by a DestinationRule for that host
     (a short host resolves in the VirtualService's namespace, a DestinationRule's in its own). When the subset is
     defined elsewhere (a DestinationRule of another namespace or for another host) the finding says where; the
-    fix proposes the subset with the labels the Service's pods carry."""
+    fix proposes the subset with the labels the Service's pods carry. A subset defined only by a rule the
+    VirtualService's clients cannot see (exportTo, or a namespace istiod does not look in) is a finding too, which
+    istioctl does not report."""
     defined: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)  # host key → {subset: DR}
     by_subset: dict[str, list[tuple[dict, tuple[str, str]]]] = defaultdict(list)
     for dr in snap[DESTINATION_RULES].items:
@@ -178,9 +183,14 @@ def vs_destination_subsets(snap: Snapshot):
         for s in spec(dr).get("subsets") or []:
             defined[key][s.get("name")] = dr
             by_subset[s.get("name")].append((dr, key))
+    rules: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for dr in snap[DESTINATION_RULES].items:
+        rules[resource_name(namespace_of(dr), str(spec(dr).get("host", "")))].append(dr)
+    root = root_namespace(snap.value(MeshConfig(snap.istio.namespace), {}) or {})
     pods, services = snap[PODS], snap[SERVICES_T]
     for vs in snap[VIRTUAL_SERVICES].items:
         ns = namespace_of(vs)
+        clients = mesh_clients(vs)
         for kind, pairs in (("host+subset", destinations(vs)), ("mirror+subset", mirrors(vs))):
             for path, d in pairs:
                 subset, host = d.get("subset"), str(d.get("host", ""))
@@ -188,6 +198,18 @@ def vs_destination_subsets(snap: Snapshot):
                     continue
                 key = resource_name(ns, host)
                 if subset in defined.get(key, {}):
+                    owner = defined[key][subset]
+                    blind = [c for c in clients if subset not in seen_subsets(c, key, rules.get(key, ()), root)]
+                    if not blind:
+                        continue
+                    hint = (f"; {ref('DestinationRule', owner)} defines it, but the proxies of namespace {blind[0]} "
+                            f"do not see that rule (exportTo {spec(owner).get('exportTo') or ['*']})")
+                    yield vs_finding(vs, "IST0101", {"field": f"{path}.subset", "what": f"{kind} in destinationrule",
+                                                     "ref": f"{host}+{subset}", "hint": hint},
+                                     _visibility_fix(owner, blind, key), refs=(ref("DestinationRule", owner),),
+                                     evidence=(f"istiod gives a proxy of {blind[0]} the DestinationRule of its own "
+                                               f"namespace, else one namespace {key[0]} exports to it, else one "
+                                               f"the root namespace ({root}) exports to it",))
                     continue
                 evidence, refs = [], []
                 here = sorted(set(defined.get(key, {})))
@@ -209,6 +231,38 @@ def vs_destination_subsets(snap: Snapshot):
                                                  "ref": f"{host}+{subset}", "hint": hint},
                                  _subset_fix(key, host, subset, owners, pods, services), refs=refs,
                                  evidence=evidence)
+
+
+def mesh_clients(vs: dict) -> list[str]:
+    """The namespaces whose sidecars apply a VirtualService: those it is exported to by name, else its own (a
+    gateway-only VirtualService is left to the gateway checks: its clients' namespace is the gateway's)."""
+    gateways = spec(vs).get("gateways") or []
+    if gateways and "mesh" not in gateways:
+        return []
+    scopes = export_scopes(spec(vs).get("exportTo"), namespace_of(vs))
+    return [namespace_of(vs)] if "*" in scopes else sorted(scopes)
+
+
+def seen_subsets(client: str, key: tuple[str, str], rules, root: str) -> set[str]:
+    """The subsets a proxy of namespace ``client`` gets for a host, as istiod picks its DestinationRule: the rules
+    of the client's own namespace, else those the Service's namespace exports to it, else the root namespace's."""
+    for tier in (client, key[0], root):
+        found = [dr for dr in rules if namespace_of(dr) == tier
+                 and {"*", client} & export_scopes(spec(dr).get("exportTo"), tier)]
+        if found:
+            return {sub.get("name") for dr in found for sub in spec(dr).get("subsets") or []}
+    return set()
+
+
+def _visibility_fix(owner: dict, blind: list[str], key: tuple[str, str]) -> str:
+    ns = namespace_of(owner)
+    if ns in (key[0],):
+        return (f"kubectl -n {ns} edit destinationrule {name(owner)}   # spec.exportTo: add "
+                f"{', '.join(blind)} (or remove exportTo)")
+    return (f"# istiod does not look for rules in namespace {ns}: move the rule to namespace {key[0]} (exported to "
+            f"{', '.join(blind)}) or to {blind[0]}\n"
+            f"kubectl -n {ns} get destinationrule {name(owner)} -o yaml | sed 's/namespace: {ns}$/namespace: "
+            f"{key[0]}/' | kubectl apply -f -\nkubectl -n {ns} delete destinationrule {name(owner)}")
 
 
 def _subset_fix(key: tuple[str, str], host: str, subset: str, owners: list[str], pods, services) -> str:

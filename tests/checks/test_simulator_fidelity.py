@@ -241,3 +241,31 @@ def test_python_client_reads_waypoint_and_policy_status(ambient):
     assert (bound.status, bound.reason) == ("False", "WaypointIsNotReady")
     policies = client.NetworkingV1Api(ambient).list_namespaced_network_policy("default").items
     assert [p.spec.ingress[0].ports[0].port for p in policies] == [9080]
+
+
+@needs_kubectl
+def test_kubectl_under_the_bots_cluster_role_is_refused_what_the_role_does_not_grant(simulate):
+    _, kubeconfig = simulate("blind-modern-1.28.0-bot-rbac-only")  # rbac: deploy/rbac/clusterrole.yaml
+    assert "istiod-" in kubectl(kubeconfig, "get", "pods", "-n", "istio-system")
+    user = 'User "system:serviceaccount:meshbot:meshbot"'
+    for args, message in (
+            (("get", "secrets", "-A"), f'secrets is forbidden: {user} cannot list resource "secrets" in API group "" '
+                                       "at the cluster scope"),
+            (("get", "replicasets", "-n", "default"), f'replicasets.apps is forbidden: {user} cannot list resource '
+                                                      '"replicasets" in API group "apps" in the namespace "default"')):
+        done = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1
+        assert f"Error from server (Forbidden): {message}" in done.stderr
+
+
+def test_python_client_under_the_bots_cluster_role_gets_only_the_named_secret(simulate):
+    api, _ = _client(simulate, "blind-modern-1.28.0-bot-rbac-only")
+    core = client.CoreV1Api(api)
+    with pytest.raises(client.ApiException) as other:
+        core.read_namespaced_secret("istio-ca-secret", "istio-system")
+    assert other.value.status == 403 and json.loads(other.value.body)["reason"] == "Forbidden"
+    with pytest.raises(client.ApiException) as named:  # granted by name: the API server says whether it exists
+        core.read_namespaced_secret("sidecar-injector-certs", "istio-system")
+    assert named.value.status == 404
+    assert core.list_namespaced_pod("istio-system").items
