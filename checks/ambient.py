@@ -12,6 +12,7 @@ AuthorizationPolicy need a waypoint, bound with `istio.io/use-waypoint`, whose b
 
 from __future__ import annotations
 
+from checks.analyzers.policy import http_fields
 from checks.detect import (
     ALL_NAMESPACES,
     ALL_PODS,
@@ -209,21 +210,6 @@ def hbone_policy(ctx: Context):
     return passed(f"{len(policies)} NetworkPolicy(ies) leave HBONE ({HBONE_PORT}) open to the ambient pods they select")
 
 
-L7_FIELDS = ("methods", "notMethods", "paths", "notPaths", "hosts", "notHosts")
-
-
-def _l7(policy: dict) -> list[str]:
-    """HTTP-only fields an AuthorizationPolicy uses (ztunnel cannot enforce them)."""
-    found = set()
-    for rule in (policy.get("spec") or {}).get("rules") or []:
-        for to in rule.get("to") or []:
-            found |= {f for f in L7_FIELDS if (to.get("operation") or {}).get(f)}
-        for source in rule.get("from") or []:
-            found |= {f for f in ("requestPrincipals", "notRequestPrincipals") if (source.get("source") or {}).get(f)}
-        found |= {w.get("key") for w in rule.get("when") or [] if str(w.get("key", "")).startswith(("request.", "jwt"))}
-    return sorted(found)
-
-
 def _waypoint_of(pod: dict, ns_labels: dict, services: list[dict]) -> str | None:
     """The waypoint a pod's traffic goes through: pod label, then a Service selecting it, then its namespace."""
     ns = pod["metadata"]["namespace"]
@@ -258,7 +244,7 @@ def waypoints(ctx: Context):
     enrolled = _enrolled(ctx)
     hard, evidence, bare_namespaces, waypoint_namespaces = [], [], [], []
     for policy in first_served(ctx, AUTHORIZATION_POLICIES):
-        fields = _l7(policy)
+        fields = http_fields(policy)  # one reading of HTTP-only fields, shared with config.ambient-policies
         spec = policy.get("spec") or {}
         if not fields or spec.get("targetRefs") or spec.get("targetRef"):
             continue  # bound to a waypoint (or a gateway) by targetRefs: the waypoint enforces it
