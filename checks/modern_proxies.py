@@ -290,8 +290,8 @@ def prometheus_scrape(ctx: Context):
         raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON")) from None
     pods = proxies(ctx.get(ALL_PODS))
     key = {id(p): (p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
-    by_ip = {(p.get("status") or {}).get("podIP"): key[id(p)] for p in pods}
-    scraped = {t_id: pod for t_id, pod in ((id(t), _scraped_proxy(t, set(key.values()), by_ip)) for t in targets)
+    names, by_ip = set(key.values()), {(p.get("status") or {}).get("podIP"): key[id(p)] for p in pods}
+    scraped = {t_id: pod for t_id, pod in ((id(t), _scraped_proxy(t, names, by_ip)) for t in targets)
                if pod is not None}
     mine = [t for t in targets if id(t) in scraped]
     down = [t for t in mine if t.get("health") != "up"]
