@@ -53,6 +53,18 @@ class MeshWorker(Worker):
         remaining = (job.timeout - working_time) if job.timeout and job.timeout > 0 else self.job_monitoring_interval
         return int(min(remaining, self.job_monitoring_interval)) + HEARTBEAT_GRACE
 
+    def unsubscribe(self):
+        """RQ's, in an order that cannot hang the shutdown. RQ unsubscribes, then stops the pub/sub thread; since
+        redis-py 8, stop() joins that thread without a timeout, and a thread that has just read the unsubscribe reply
+        waits out its 60 s poll for a new subscription first: longer than Kubernetes' grace period (seen under load
+        in tests/bot/test_health_metrics.py). Here the thread is told to stop before the reply wakes it."""
+        if self.pubsub_thread:
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            stop_without_waiting(self.pubsub_thread)
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
     def prepare_execution(self, job):
         """Mark the job started here, as its lease is taken, not only once the work-horse gets to it.
 
@@ -63,6 +75,14 @@ class MeshWorker(Worker):
             job.prepare_for_execution(self.name, pipeline=pipeline)
             pipeline.execute()
         return super().prepare_execution(job)
+
+
+def stop_without_waiting(thread) -> None:
+    """Clear a redis-py PubSubWorkerThread's running flag; it is a daemon and ends at its next message or poll."""
+    try:
+        thread.stop(timeout=0)  # redis-py 8+: stop() would otherwise join with no timeout
+    except TypeError:
+        thread.stop()  # before 8: stop() takes no timeout and does not wait
 
 
 def build_worker(connection) -> MeshWorker:
@@ -100,7 +120,7 @@ def work(connection, burst: bool = False, stopping: threading.Event | None = Non
             error = f"{type(exc).__name__}: {exc}"
         if worker is not None:
             if getattr(worker, "pubsub_thread", None) is not None:  # else it keeps retrying Redis on its own
-                worker.pubsub_thread.stop()
+                stop_without_waiting(worker.pubsub_thread)
             if burst or worker._shutdown_requested_date is not None:  # SIGTERM, whether idle or busy
                 return 0
         if time.monotonic() - started >= STEADY_SECONDS:
