@@ -264,7 +264,15 @@ def validation_webhook(ctx: Context):
         evidence.append(f"{where}: failurePolicy {policy}")
         if policy == "Ignore" and istiod_up:
             soft.append(f"{where} is still failurePolicy Ignore: istiod never armed it, invalid config is admitted")
-    fix = ("kubectl get validatingwebhookconfiguration -l app=istiod -o yaml | grep -B2 -A8 failurePolicy\n"
+    if not any(selector_matches(h.get("objectSelector"), {}) for _, h in hooks):
+        # every istiod reads objects without istio.io/rev; only a default revision or tag validates them
+        revisions = sorted({c["metadata"].get("labels", {}).get("istio.io/rev", "default") for c, _ in hooks})
+        soft.append(f"no Istio validating webhook takes objects without an istio.io/rev label (each selects its "
+                    f"revision: {', '.join(revisions)}), so unlabelled Istio configuration is admitted unchecked")
+        tag_fix = f"istioctl tag set default --revision {revisions[0]}   # the default tag validates them\n"
+    else:
+        tag_fix = ""
+    fix = (tag_fix + "kubectl get validatingwebhookconfiguration -l app=istiod -o yaml | grep -B2 -A8 failurePolicy\n"
            f"kubectl -n {ctx.istio.namespace} logs -l app=istiod -c discovery | grep -i 'fail-closed\\|validation'\n"
            "istioctl analyze -A   # find objects that slipped in unvalidated")
     if hard:
