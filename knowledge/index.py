@@ -42,6 +42,19 @@ from .text import (
 # of them near the domain) unanswered, 0.47, plus a margin of 0.02, since questions nobody tuned for score
 # higher (bench/ask_bench.py prints each set's highest).  Below it, answers are suggestions.
 THRESHOLD = 0.49
+# The answer/abstain decision: a logistic model over Index.features, fit by bench/ask_fit.py on the tuning sets
+# (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
+# tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
+DECISION = {
+    "score": 12.305,
+    "heading": 5.821,
+    "known": 2.204,
+    "unknown": -0.881,
+    "words": 2.120,
+    "how_to": -6.576,
+    "other_mesh": -5.645,
+}
+DECISION_BIAS = -14.051
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
@@ -151,6 +164,7 @@ class Index:
         """Confident matches, or else (never both) up to `limit` low-confidence suggestions.
 
         A question that is a section id (what a "not sure" button sends) is answered by that section.
+        A match's score is the decision model's confidence (`confidence`): 0.5 and above is an answer.
         """
         if question.strip() in self._by_id:
             return Answer([self._match(self._by_id[question.strip()], 1.0, None)], [])
@@ -158,10 +172,56 @@ class Index:
         if not scored:
             return Answer([], [])
         top = scored[0][0]
-        if top >= THRESHOLD and self.may_answer(question, scored[0][1]):
-            return Answer([self._match(s, score, question) for score, s in scored[:limit]
-                           if score >= THRESHOLD and score >= RELATIVE * top], [])
-        return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])
+        asked = self._query(question)[1]
+        found = [(self.confidence(question, scored, i, asked), s) for i, (score, s) in enumerate(scored[:limit])
+                 if score >= SUGGEST]
+        for i in range(1, len(found)):  # best first, whatever a later section's own features say
+            found[i] = (min(found[i][0], found[i - 1][0]), found[i][1])
+        if found and found[0][0] >= 0.5:
+            return Answer([self._match(s, p, question) for (p, s), (score, _) in zip(found, scored, strict=False)
+                           if p >= 0.5 and score >= RELATIVE * top], [])
+        return Answer([], [self._match(s, p, question) for p, s in found])
+
+    def confidence(self, question: str, scored: list[tuple[float, Section]], i: int = 0, asked=None) -> float:
+        """How likely the question is one the guides answer, with `scored[i]` as its answer (0..1).
+
+        A logistic model over `features` (DECISION: its weights and how they were fit).
+        """
+        f = self.features(question, scored, i, asked)
+        z = DECISION_BIAS + sum(DECISION[k] * f[k] for k in DECISION)
+        return 1 / (1 + math.exp(-z))
+
+    def features(self, question: str, scored: list[tuple[float, Section]], i: int = 0,
+                 asked: dict[str, float] | None = None) -> dict[str, float]:
+        """What the answer/abstain decision reads, for `scored[i]` as the answer.
+
+        score: its coverage (`_scored`); heading: the share of its heading's information (IDF mass) the
+        question names; known: the share of the question's information in words the index has; unknown: how
+        many words the index lacks (not numbers, common English or typos); words: log(1 + the question's words);
+        how_to: a tutorial question (`asks_how_to`) and the heading no instruction; other_mesh: about Linkerd,
+        Consul or Kuma.
+        """
+        score, section = scored[i]
+        asked = self._query(question)[1] if asked is None else asked
+        info = {t: w * self._idf.get(t, self._idf_unknown) for t, w in asked.items() if not _numeric(t)}
+        total = sum(info.values())
+        heading = {t for t in terms("\n".join((section.title, *section.also_titles)))}
+        heading_mass = sum(self._idf.get(t, 0.0) for t in heading)
+        how_to = float(asks_how_to(question) and not answers_how_to(section.title))
+        f = {
+            "score": score,
+            "heading": sum(self._idf.get(t, 0.0) for t in heading if t in asked) / heading_mass
+            if heading_mass else 0.0,
+            "known": sum(x for t, x in info.items() if t in self._vocab) / total if total else 0.0,
+            "unknown": float(sum(1 for t, w in asked.items()
+                                 if t not in self._vocab and w >= 1.0 and not _numeric(t))),
+            "words": math.log1p(len(asked)),
+            "how_to": how_to,
+            "other_mesh": float(about_other_mesh(question)),
+        }
+        f["how_to_score"] = how_to * score
+        f["how_to_heading"] = how_to * f["heading"]
+        return f
 
     @staticmethod
     def may_answer(question: str, section: Section) -> bool:
