@@ -33,35 +33,34 @@ from .text import (
     asks_how_to,
     clean_chat,
     common_word,
+    english_word,
     stem,
     terms,
     words,
 )
 
-# The confidence line: the lowest score that leaves 95 % of the tuning sets' off-topic questions (108, most
-# of them near the domain) unanswered, 0.47, plus a margin of 0.02, since questions nobody tuned for score
-# higher (bench/ask_bench.py prints each set's highest).  Below it, answers are suggestions.
-THRESHOLD = 0.49
 # The answer/abstain decision: a logistic model over Index.features, fit by bench/ask_fit.py on the tuning sets
 # (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
 # tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
 DECISION = {
-    "score": 12.305,
-    "heading": 5.821,
-    "known": 2.204,
-    "unknown": -0.881,
-    "words": 2.120,
-    "how_to": -6.576,
-    "other_mesh": -5.645,
+    "score": 8.254,
+    "heading": 4.033,
+    "known": 2.974,
+    "unknown": -0.984,
+    "words": 2.334,
+    "how_to": -4.591,
+    "other_mesh": -6.640,
+    "missed": 1.218,
+    "missed_mass": -5.657,
 }
-DECISION_BIAS = -14.051
+DECISION_BIAS = -12.442
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
 SAME_TEXT = 75  # rapidfuzz ratio from which two guides' texts say the same (unrelated: under 45)
 PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a section
-SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
+SUGGEST = 0.2  # with no confident answer, sections with this much coverage are offered as "closest sections"
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
 # The context (the headings above a section, its page's topic) says where it is, not what it answers.
@@ -70,10 +69,16 @@ FIELD_WEIGHTS = {"heading": 3, "subheadings": 2, "signatures": 2, "symptoms": 1,
 # How much of a question word's information a section accounts for, by the field it is found in.
 COVER = {"heading": 1.0, "subheadings": 1.0, "signatures": 1.0, "symptoms": 1.0, "context": 0.5, "body": 0.7,
          "commands": 0.7}
+LONG_FIELDS = ("body", "commands")
+# A prose or code field longer than LONG terms covers a word by (LONG / its length) ** LONG_POWER less: a long
+# log dump or walkthrough has many words in passing, which say less about what the section answers.
+LONG = 80
+LONG_POWER = 0.5
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
+ENGLISH_WEIGHT = 0.6  # a rarer English word the guides never use (a service's name: "checkout", "billing")
 COMMON_WEIGHT = 0.3  # a common English word the guides never use ("ago", "big") asks little
 EVIDENCE = 2.0  # matched question words needed for full confidence
-RANK_POWER = 0.5  # a section trailing the best BM25 rank is damped by (its rank / the best) ** this
+RANK_POWER = 1.0  # a section trailing the best BM25 rank is damped by (its rank / the best) ** this
 # IDF mass a section must match to be fully confident whatever else the question says: a pasted error line
 # of specific words is an answer even inside a long message.
 MASS = 35
@@ -129,13 +134,18 @@ class Index:
         self._bm25.index(docs, show_progress=False)
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
+        self._position = {s.id: i for i, s in enumerate(self.sections)}
         # Where each term occurs in each section: the best field's COVER share (heading beats body).
         self._cover = []
         for sec in self.sections:
             place: dict[str, float] = {}
             for name, text in fields(sec).items():
-                for t in terms(text):
-                    place[t] = max(place.get(t, 0.0), COVER[name])
+                ts = terms(text)
+                share = COVER[name]
+                if name in LONG_FIELDS and len(ts) > LONG:
+                    share *= (LONG / len(ts)) ** LONG_POWER
+                for t in ts:
+                    place[t] = max(place.get(t, 0.0), share)
             self._cover.append(place)
         n = len(docs)
         df: dict[str, int] = {}
@@ -196,32 +206,34 @@ class Index:
         """What the answer/abstain decision reads, for `scored[i]` as the answer.
 
         score: its coverage (`_scored`); heading: the share of its heading's information (IDF mass) the
-        question names; known: the share of the question's information in words the index has; unknown: how
-        many words the index lacks (not numbers, common English or typos); words: log(1 + the question's words);
-        how_to: a tutorial question (`asks_how_to`) and the heading no instruction; other_mesh: about Linkerd,
-        Consul or Kuma.
+        question names; known: the share of the question's information in words the index has (or their
+        synonyms); unknown: how many words the index lacks (not numbers, English words or typos); words:
+        log(1 + the question's words); how_to: a tutorial question (`asks_how_to`) and the heading no
+        instruction; other_mesh: about Linkerd, Consul or Kuma; missed: the IDF of the most specific word the
+        index has and the section lacks (a share of the largest IDF), missed_mass: the share of the question's
+        information in such words.
         """
         score, section = scored[i]
         asked = self._query(question)[1] if asked is None else asked
-        info = {t: w * self._idf.get(t, self._idf_unknown) for t, w in asked.items() if not _numeric(t)}
-        total = sum(info.values())
-        heading = {t for t in terms("\n".join((section.title, *section.also_titles)))}
-        heading_mass = sum(self._idf.get(t, 0.0) for t in heading)
-        how_to = float(asks_how_to(question) and not answers_how_to(section.title))
-        f = {
+        info = {t: w * self._info(t) for t, w in asked.items() if not _numeric(t)}
+        total = sum(info.values()) or 1.0
+        heading = set(terms("\n".join((section.title, *section.also_titles))))
+        heading_mass = sum(self._idf.get(t, 0.0) for t in heading) or 1.0
+        have = self._doc_terms[self._position[section.id]]
+        missed = [self._idf[t] for t in info if t in self._vocab and t not in have
+                  and not any(x in have for x in SYNONYMS.get(t, ()))]
+        return {
             "score": score,
-            "heading": sum(self._idf.get(t, 0.0) for t in heading if t in asked) / heading_mass
-            if heading_mass else 0.0,
-            "known": sum(x for t, x in info.items() if t in self._vocab) / total if total else 0.0,
-            "unknown": float(sum(1 for t, w in asked.items()
-                                 if t not in self._vocab and w >= 1.0 and not _numeric(t))),
+            "heading": sum(self._idf.get(t, 0.0) for t in heading if t in asked) / heading_mass,
+            "known": sum(x for t, x in info.items() if self._known(t)) / total,
+            "unknown": float(sum(1 for t, w in asked.items() if not self._known(t) and w >= 1.0
+                                 and not _numeric(t))),
             "words": math.log1p(len(asked)),
-            "how_to": how_to,
+            "how_to": float(asks_how_to(question) and not answers_how_to(section.title)),
             "other_mesh": float(about_other_mesh(question)),
+            "missed": max(missed, default=0.0) / self._idf_unknown,
+            "missed_mass": sum(missed) / total,
         }
-        f["how_to_score"] = how_to * score
-        f["how_to_heading"] = how_to * f["heading"]
-        return f
 
     @staticmethod
     def may_answer(question: str, section: Section) -> bool:
@@ -245,7 +257,7 @@ class Index:
             return []
         # Numbers (timestamps, counts, addresses, a port) count for a section that has them, never against
         # one that lacks them.
-        info = {t: w * self._idf.get(t, self._idf_unknown) for t, w in asked.items()}
+        info = {t: w * self._info(t) for t, w in asked.items()}
         total = sum(x for t, x in info.items() if not _numeric(t))
         scored = []
         for i, s in enumerate(self.sections):
@@ -288,6 +300,8 @@ class Index:
                     continue
                 elif common_word(w):
                     weight = COMMON_WEIGHT
+                elif english_word(w) and not (len(w) >= 4 and self._correct(w)):
+                    weight = ENGLISH_WEIGHT
                 elif len(w) >= 4 and (fixed := self._correct(w)):
                     t, weight = fixed, TYPO_WEIGHT
                 own[t] = max(weight, own.get(t, 0.0))
@@ -296,6 +310,16 @@ class Index:
             for x in SYNONYMS.get(t, ()):
                 weights.setdefault(x, SYNONYM_WEIGHT)
         return weights, own
+
+    def _info(self, term: str) -> float:
+        """A term's IDF; a word the guides lack but whose synonyms they use is as specific as those."""
+        if term in self._idf:
+            return self._idf[term]
+        known = [self._idf[x] for x in SYNONYMS.get(term, ()) if x in self._idf]
+        return min(known) if known else self._idf_unknown
+
+    def _known(self, term: str) -> bool:
+        return term in self._vocab or (any(x in self._vocab for x in SYNONYMS.get(term, ())))
 
     def _correct(self, word: str) -> str | None:
         edits = 1 if len(word) < 8 else 2
