@@ -513,7 +513,6 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "503 UF upstream connection failure, UH no healthy upstream, URX retries exhausted",
             "what does a response flag like NR, UF or UO mean in the envoy access log",
             "404 NR route_not_found in the access log: no route matched the request",
-            "the response_flags label of istio_requests_total shows UF, UO, NR or DPE",
             "custom access log format without %RESPONSE_FLAGS%",
         ),
         fix="Read the proxy's access log and look up the response flag: NR points at routing (VirtualService "

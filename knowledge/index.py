@@ -480,7 +480,10 @@ def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) ->
         if found:
             left = [b for b in left if b not in found]
             ids = dict.fromkeys(i for b in found for i in (b.id, *b.aliases) if i != s.id and i not in s.aliases)
-            s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms), aliases=s.aliases + tuple(ids))
+            # an entry's title says the problem in meshbot's words: one more way people put it
+            titles = tuple(b.title for b in found if b.title != s.title)
+            s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms) + titles,
+                        aliases=s.aliases + tuple(ids))
         merged.append(s)
     return _list_children([_with_checks(s) for s in merged + left])
 
