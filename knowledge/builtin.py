@@ -44,6 +44,8 @@ ENTRIES: tuple[Entry, ...] = (
             "is pilot up, can the envoy sidecars reach discovery",
             "service registry empty, registration API returns no services",
             "new services are not routable, endpoints never show up",
+            "quick manual test from inside a mesh pod that the discovery server answers",
+            "envoys lost contact with the control plane or discovery service",
         ),
         looks_at="Pilot's v1 registration API (plain HTTP on port 8080, reached through the API "
         "server) and whether it lists a service-key and hosts for each service.",
@@ -76,6 +78,7 @@ ENTRIES: tuple[Entry, ...] = (
             "426 upgrade required from the sidecar",
             "legacy backend speaks http 1.0 and requests fail through envoy",
             "nginx behind envoy, proxy_pass without proxy_http_version 1.1",
+            "old clients, benchmark tools or probes that speak HTTP/1.0 get 426 from the sidecar",
         ),
         looks_at="istio-proxy access logs for HTTP/1.0 requests answered with 426, "
         "and nginx configs that proxy without proxy_http_version 1.1.",
@@ -91,6 +94,8 @@ ENTRIES: tuple[Entry, ...] = (
             "grafana dashboards empty, panels show no data from a laptop browser",
             "istio dashboard graphs blank although prometheus has data",
             "workstation clock off, ntp or chrony not running",
+            "grafana empty for one user and fine for another looking at the same cluster",
+            "the browser's computer clock differs from the cluster's, so the time range shows nothing",
         ),
         looks_at="the time reported by the cluster compared with the time of the "
         "machine asking, since Grafana queries with the browser's clock.",
@@ -268,6 +273,8 @@ ENTRIES: tuple[Entry, ...] = (
             "database, kafka or websocket clients disconnected periodically",
             "headless service connections dropped by the sidecar",
             "citadel certificate rotation restarts envoy",
+            "connections through the mesh drop on a fixed schedule, when the proxy's certificate is refreshed",
+            "consumer or pool connection counts fall to zero and recover in a sawtooth",
         ),
         looks_at="whether Citadel is deployed with mTLS while headless TCP services "
         "carry long-lived connections through sidecars.",
@@ -481,6 +488,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "cluster autoscaler never removes underused nodes that run meshed pods",
             "node scale down blocked: pod has local storage (the sidecar's emptyDir volume)",
             "nodes are not drained or evicted by the autoscaler since we installed istio",
+            "the node pool stays at its maximum size with little load, nodes with injected workloads never removed",
         ),
         fix="Mark the injected pods as safe to evict with the annotation "
         "cluster-autoscaler.kubernetes.io/safe-to-evict: \"true\" in their pod template.",
@@ -738,6 +746,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "port not named http- so the policy's http conditions never match",
             "a policy with methods or paths blocks all traffic to a database or another plain tcp service",
             "request principals or jwt conditions on a plain tcp port",
+            "tcp rbac denied counters climb after a policy with http conditions is applied",
         ),
         looks_at="AuthorizationPolicies in ambient namespaces that use HTTP attributes while ztunnel enforces "
         "them, and waypoints that the use-waypoint labels name.",
@@ -784,6 +793,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "see whether istiod processed my authorization policy",
             "turn on authorization debug logs in istiod",
             "istiod logs errors while generating rbac filters for a policy",
+            "istiod logs say nothing about an authorization policy until the log level is raised",
+            "confirm the control plane translated a policy into envoy filter configuration without errors",
         ),
         looks_at="the status conditions istiod and the Gateway API controller write on Services, ServiceEntries, "
         "AuthorizationPolicies, Gateways and routes.",
@@ -926,6 +937,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "kubectl apply of an istio resource fails validation, indentation or list dash mistake",
             "istioctl validate or analyze to see why configuration is rejected",
             "the api server refuses an istio resource and you need the exact reason",
+            "istioctl validate accepts a file that kubectl apply still refuses",
         ),
         fix="Run istioctl validate -f and istioctl analyze (with an istioctl close to the control plane's "
         "version), and check indentation and list dashes against the API reference.",
