@@ -37,7 +37,6 @@ from knowledge.index import DECISION  # noqa: E402
 
 SETS = [ROOT / "tests" / "data" / name for name in ("ask_eval.yaml", "ask_tune_blind.yaml", "ask_tune_blind2.yaml")]
 KEYS = list(DECISION)
-LABEL = __import__("os").environ.get("LABEL", "on")
 MATCHED = 0.97  # the abstention at which methods are compared on their pooled out-of-fold margins
 
 
@@ -79,9 +78,14 @@ def line(scores, y, target):
     return off[max(0, math.ceil(target * len(off)) - 1)] + 1e-9
 
 
-def cross_validate(method, ids, y, correct, folds, repeats, target):
-    """Folds by question: a question's rows (one per index) are in the same fold."""
-    top1, abstained, margins = [], [], []
+def cross_validate(method, ids, y, correct, folds, repeats, target, both=None):
+    """Folds by question: a question's rows (one per index) are in the same fold.
+
+    Returns mean top-1, mean abstention, the worst repeat's abstention, top-1 at MATCHED abstention, and
+    top-1 and abstention over the rows of `both` (a mask: the both-guides index) alone.
+    """
+    both = np.ones(len(y), bool) if both is None else both
+    top1, abstained, margins, both_top1, both_abstained = [], [], [], [], []
     for seed in range(repeats):
         rng = random.Random(seed)
         fold = np.zeros(len(y), int)
@@ -98,13 +102,16 @@ def cross_validate(method, ids, y, correct, folds, repeats, target):
         answered = margin >= 0
         top1.append((answered & correct)[y == 1].mean())
         abstained.append((~answered)[y == 0].mean())
+        both_top1.append((answered & correct)[(y == 1) & both].mean())
+        both_abstained.append((~answered)[(y == 0) & both].mean())
         margins.append(margin)
     # Top-1 at one abstention for every method: the out-of-fold margins pooled, cut where MATCHED of the
     # off-topic questions stay unanswered (comparable where the folds' own lines land differently).
     pooled = np.concatenate(margins)
     ys, right = np.tile(y, repeats), np.tile(correct, repeats)
     at = float(((pooled >= line(pooled, ys, MATCHED)) & right)[ys == 1].mean())
-    return float(np.mean(top1)), float(np.mean(abstained)), float(np.min(abstained)), at
+    return (float(np.mean(top1)), float(np.mean(abstained)), float(np.min(abstained)), at,
+            float(np.mean(both_top1)), float(np.mean(both_abstained)))
 
 
 def main(argv=None) -> int:
@@ -113,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.98, help="share of off-topic questions left unanswered")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--index", action="append", choices=["built-in", "old", "modern", "both"],
+                        help="only these indexes' rows (repeatable; default all four)")
     parser.add_argument("--keys", help="comma-separated features to fit on (default DECISION's)")
     parser.add_argument("--write", action="store_true", help="write the fitted weights into knowledge/index.py")
     args = parser.parse_args(argv)
@@ -121,8 +130,11 @@ def main(argv=None) -> int:
     shared = shared_guides()
     old, new = str(shared / "istio-troubleshooting.md"), str(shared / "istio-common-problems")
     data = []
-    for guides in ([], [old], [new], [old, new]):  # the four indexes bench/ask_bench.py scores
-        data += rows(load_index(guides), args.sets or SETS, one_guide=len(guides) == 1)
+    indexes = {"built-in": [], "old": [old], "modern": [new], "both": [old, new]}  # what bench/ask_bench.py scores
+    for name in args.index or list(indexes):
+        guides = indexes[name]
+        data += [{**r, "index": name} for r in rows(load_index(guides), args.sets or SETS,
+                                                    one_guide=len(guides) == 1)]
     ids = [r["id"] for r in data]
     x = np.array([[r["f"].get(k, 0.0) for k in KEYS] for r in data], float)
     y = np.array([r["expect"] is not None for r in data], float)
@@ -133,17 +145,20 @@ def main(argv=None) -> int:
         return coverage[test] - line(coverage[train], y[train], target)
 
     def model(train, test, target):
-        w, b = fit(x[train], (correct if LABEL == "correct" else y)[train].astype(float))
+        w, b = fit(x[train], y[train])
         z = x @ w + b
         return z[test] - line(z[train], y[train], target)
 
-    print(f"{len(set(ids))} questions, {len(data)} rows over four indexes ({int(y.sum())} on topic); "
+    print(f"{len(set(ids))} questions, {len(data)} rows over {', '.join(args.index or indexes)} "
+          f"({int(y.sum())} on topic); "
           f"ranking top-1 (any confidence) {correct[y == 1].mean():.1%}")
     print(f"cross-validated ({args.folds} folds x {args.repeats}), line at {args.target:.0%} of training off-topic:")
     for name, method in (("hand line", hand), ("model", model)):
-        t1, ab, worst, at = cross_validate(method, ids, y, correct, args.folds, args.repeats, args.target)
+        both = np.array([r["index"] == "both" for r in data])
+        t1, ab, worst, at, b1, bab = cross_validate(method, ids, y, correct, args.folds, args.repeats, args.target,
+                                                    both if both.any() else None)
         print(f"  {name:<10} top-1 {t1:.1%}  off topic unanswered {ab:.1%} (worst repeat {worst:.1%}); "
-              f"top-1 {at:.1%} where {MATCHED:.0%} are")
+              f"top-1 {at:.1%} where {MATCHED:.0%} are; both guides' rows: top-1 {b1:.1%}, unanswered {bab:.1%}")
     w, b = fit(x, y)
     b -= line(x @ w + b, y, args.target)  # 0.5 (z = 0) is the line
     weights = ",".join(f'\n    "{k}": {v:.3f}' for k, v in zip(KEYS, w, strict=True))
