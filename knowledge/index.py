@@ -1,12 +1,16 @@
 """The answer index: BM25 over guide sections and built-in knowledge together.
 
-Ranking is BM25 (bm25s).  BM25 scores have no scale, so the score reported and
-thresholded is a coverage: the share of the question's information (IDF mass)
-that the section accounts for (or, for a long message, the specific information
-it matches: MASS), damped by how far the section trails the best one.  Words the
-index has never seen count against coverage, which is what turns away "how do I
-configure a VirtualService canary split"; numbers and common English words count
-little or nothing against it.
+Ranking is BM25 (bm25s).  BM25 scores have no scale, so sections are ordered by a
+coverage: the share of the question's information (IDF mass) that the section
+accounts for (or, for a long message, the specific information it matches: MASS),
+damped by how far the section trails the best BM25 rank.  Words the index has never
+seen count against coverage; numbers and English words count little or nothing.
+
+Whether to answer at all is a separate decision: a logistic model (DECISION) over a
+few features of the question and its best section (`Index.features`: coverage, how
+much of the heading it names, known and unknown words, length, tutorial phrasing,
+another mesh, the most specific words the section lacks), fit and cross-validated
+by bench/ask_fit.py.  A match's score is that model's confidence; 0.5 is the line.
 """
 
 from __future__ import annotations
