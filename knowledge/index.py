@@ -47,17 +47,18 @@ from .text import (
 # (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
 # tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
 DECISION = {
-    "score": 9.131,
-    "heading": 4.042,
-    "known": 2.383,
-    "unknown": -0.888,
-    "words": 2.323,
-    "how_to": -4.650,
-    "other_mesh": -6.491,
-    "missed": 1.077,
-    "missed_mass": -4.808,
+    "score": 7.282,
+    "heading": 3.023,
+    "known": 2.550,
+    "unknown": -0.751,
+    "words": 1.871,
+    "how_to": -4.681,
+    "other_mesh": -7.236,
+    "missed": 0.483,
+    "missed_mass": -4.494,
+    "line": 3.934,
 }
-DECISION_BIAS = -12.656
+DECISION_BIAS = -11.532
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
@@ -139,6 +140,10 @@ class Index:
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
         self._position = {s.id: i for i, s in enumerate(self.sections)}
+        # Index.features: each symptom's terms; a section with none (a guide meshbot has no entries for) has its
+        # heading and its checks' signatures of three words or more (an error line, not a metric name or port).
+        self._lines = [[set(ts) for x in (s.symptoms or (s.title, *s.also_titles, *s.signatures))
+                        if len(ts := terms(x)) >= (3 if x in s.signatures else 1)] for s in self.sections]
         # Where each term occurs in each section: the best field's COVER share (heading beats body).
         self._cover = []
         for sec in self.sections:
@@ -215,7 +220,7 @@ class Index:
         log(1 + the question's words); how_to: a tutorial question (`asks_how_to`) and the heading no
         instruction; other_mesh: about Linkerd, Consul or Kuma; missed: the IDF of the most specific word the
         index has and the section lacks (a share of the largest IDF), missed_mass: the share of the question's
-        information in such words.
+        information in such words; line: the largest share of one symptom's information the question names.
         """
         score, section = scored[i]
         asked = self._query(question)[1] if asked is None else asked
@@ -237,7 +242,16 @@ class Index:
             "other_mesh": float(about_other_mesh(question)),
             "missed": max(missed, default=0.0) / self._idf_unknown,
             "missed_mass": sum(missed) / total,
+            "line": self._best_line(section, asked),
         }
+
+    def _best_line(self, section: Section, asked: dict[str, float]) -> float:
+        """The largest share of one symptom's information (IDF mass) that the question names."""
+        best = 0.0
+        for line in self._lines[self._position[section.id]]:
+            mass = sum(self._idf.get(t, 0.0) for t in line) or 1.0
+            best = max(best, sum(self._idf.get(t, 0.0) for t in line if t in asked) / mass)
+        return best
 
     @staticmethod
     def may_answer(question: str, section: Section) -> bool:
