@@ -9,6 +9,9 @@ even when the answer is wrong (abstaining misses it too), answering an off-topic
 is a logistic regression (class-balanced, L2 on standardised features, plain gradient descent: deterministic),
 and its line is the score at which `--target` of the training off-topic questions stay unanswered.
 
+Leave one set out: each question file is scored by a model and line fit on the other files (each file has its
+own writer and style: the shift a new set of questions brings, which random folds hide).
+
 Cross-validation: stratified folds (on / off topic) by question, repeated with shuffled folds; the model and
 its line are fit on k-1 folds and the held fold is scored (top-1: confident and right, of the on-topic
 questions; abstained: unanswered, of the off-topic ones).  The hand rule is refit the same way: a line on
@@ -152,6 +155,23 @@ def main(argv=None) -> int:
     print(f"{len(set(ids))} questions, {len(data)} rows over {', '.join(args.index or indexes)} "
           f"({int(y.sum())} on topic); "
           f"ranking top-1 (any confidence) {correct[y == 1].mean():.1%}")
+    # Leave one set out: each set scored by a line and model fit on the others (set-to-set shift, which
+    # random folds hide: every set has its own writer and style).
+    sets = sorted({r["id"][0] for r in data})
+    if len(sets) > 1:
+        print(f"leave one set out (line at {args.target:.0%} of the other sets' off-topic), both guides' rows:")
+        for held in sets:
+            test = np.array([r["id"][0] == held for r in data])
+            both = np.array([r["index"] == "both" for r in data]) if any(r["index"] == "both" for r in data) \
+                else np.ones(len(data), bool)
+            cells = []
+            for name, method in (("hand line", hand), ("model", model)):
+                answered = method(~test, test, args.target) >= 0
+                mask = both[test]
+                t1 = (answered & correct[test])[(y[test] == 1) & mask].mean()
+                ab = (~answered)[(y[test] == 0) & mask].mean()
+                cells.append(f"{name} {t1:.1%} / {ab:.1%}")
+            print(f"  {Path(held).name:<22} top-1 / unanswered: " + "; ".join(cells))
     print(f"cross-validated ({args.folds} folds x {args.repeats}), line at {args.target:.0%} of training off-topic:")
     for name, method in (("hand line", hand), ("model", model)):
         both = np.array([r["index"] == "both" for r in data])
