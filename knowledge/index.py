@@ -35,6 +35,7 @@ from .text import (
     about_other_mesh,
     answers_how_to,
     asks_how_to,
+    chat_word,
     clean_chat,
     common_word,
     english_word,
@@ -47,18 +48,18 @@ from .text import (
 # (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
 # tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
 DECISION = {
-    "score": 7.282,
-    "heading": 3.023,
-    "known": 2.550,
-    "unknown": -0.751,
-    "words": 1.871,
-    "how_to": -4.681,
-    "other_mesh": -7.236,
-    "missed": 0.483,
-    "missed_mass": -4.494,
-    "line": 3.934,
+    "score": 7.920,
+    "heading": 3.063,
+    "known": 1.398,
+    "unknown": -0.785,
+    "words": 1.986,
+    "how_to": -4.639,
+    "other_mesh": -7.301,
+    "missed": 0.331,
+    "missed_mass": -3.636,
+    "line": 3.855,
 }
-DECISION_BIAS = -11.532
+DECISION_BIAS = -11.204
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
@@ -81,6 +82,7 @@ LONG = 80
 LONG_POWER = 0.5
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
 ENGLISH_WEIGHT = 0.6  # a rarer English word the guides never use (a service's name: "checkout", "billing")
+CHAT_DF = 3  # ... and used by this many sections at most (a word most sections use says little anyway)
 COMMON_WEIGHT = 0.3  # a common English word the guides never use ("ago", "big") asks little
 EVIDENCE = 2.0  # matched question words needed for full confidence
 RANK_POWER = 1.0  # a section trailing the best BM25 rank is damped by (its rank / the best) ** this
@@ -161,6 +163,7 @@ class Index:
         for doc in self._doc_terms:
             for t in doc:
                 df[t] = df.get(t, 0) + 1
+        self._df = df
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self._idf_unknown = math.log(1 + (n - 0.5) / 1.5)  # as rare as a word in one section
         common_word("the")  # loads the English word counts now, not during the first answer
@@ -313,7 +316,8 @@ class Index:
                     continue
                 t, weight = stem(ABBREVIATIONS.get(w, w)), 1.0
                 if t in self._vocab or t in SYNONYMS:
-                    pass
+                    if (chat_word(w) or chat_word(t)) and self._df.get(t, 0) <= CHAT_DF:
+                        weight = COMMON_WEIGHT
                 elif in_path or not w.isalpha():
                     continue
                 elif common_word(w):

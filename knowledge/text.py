@@ -132,6 +132,15 @@ def common_word(word: str) -> bool:
     return _english()[word] >= COMMON
 
 
+CHAT = 300000  # counts from which a word is one of the commonest English words
+
+
+def chat_word(word: str) -> bool:
+    """One of the commonest English words ("keep", "still", "going"): it asks little even where a guide
+    happens to use it."""
+    return _english()[word] >= CHAT
+
+
 ENGLISH = 500  # counts from which a word is English (a rarer one than COMMON)
 
 
