@@ -44,6 +44,8 @@ ENTRIES: tuple[Entry, ...] = (
             "is pilot up, can the envoy sidecars reach discovery",
             "service registry empty, registration API returns no services",
             "new services are not routable, endpoints never show up",
+            "quick manual test from inside a mesh pod that the discovery server answers",
+            "envoys lost contact with the control plane or discovery service",
         ),
         looks_at="Pilot's v1 registration API (plain HTTP on port 8080, reached through the API "
         "server) and whether it lists a service-key and hosts for each service.",
@@ -76,6 +78,7 @@ ENTRIES: tuple[Entry, ...] = (
             "426 upgrade required from the sidecar",
             "legacy backend speaks http 1.0 and requests fail through envoy",
             "nginx behind envoy, proxy_pass without proxy_http_version 1.1",
+            "old clients, benchmark tools or probes that speak HTTP/1.0 get 426 from the sidecar",
         ),
         looks_at="istio-proxy access logs for HTTP/1.0 requests answered with 426, "
         "and nginx configs that proxy without proxy_http_version 1.1.",
@@ -91,6 +94,8 @@ ENTRIES: tuple[Entry, ...] = (
             "grafana dashboards empty, panels show no data from a laptop browser",
             "istio dashboard graphs blank although prometheus has data",
             "workstation clock off, ntp or chrony not running",
+            "grafana empty for one user and fine for another looking at the same cluster",
+            "the browser's computer clock differs from the cluster's, so the time range shows nothing",
         ),
         looks_at="the time reported by the cluster compared with the time of the "
         "machine asking, since Grafana queries with the browser's clock.",
@@ -105,6 +110,8 @@ ENTRIES: tuple[Entry, ...] = (
             "no istio metrics for my service in prometheus",
             "service missing from the dashboards, telemetry not collected",
             "how telemetry flows from envoy to mixer to the prometheus adapter",
+            "where to start when a service has no metrics: follow each hop the telemetry takes",
+            "istio_request_count or istio_requests_total has no series or no data for one service",
         ),
         looks_at="each hop of the telemetry pipeline: Envoy reports to Mixer, Mixer "
         "rules and instances, the Prometheus adapter, and Prometheus scraping Mixer; "
@@ -189,6 +196,8 @@ ENTRIES: tuple[Entry, ...] = (
         symptoms=(
             "general debugging tools and tips for the mesh",
             "how to troubleshoot istio step by step",
+            "which tools look inside the mesh when something misbehaves: istioctl, a debugger, packet captures",
+            "overview of ways to inspect and introspect proxies and control plane, a debugging toolbox",
         ),
         looks_at="nothing by itself; it points at istioctl, gdb and tcpdump.",
         fix="Start with istioctl proxy-config; use gdb or tcpdump from a debug container for lower-level problems.",
@@ -232,6 +241,8 @@ ENTRIES: tuple[Entry, ...] = (
             "tcpdump permission denied in the sidecar, not running as root",
             "capture or sniff packets of a pod in the mesh",
             "traffic between envoy and the app on localhost is plain text",
+            "tcpdump in the istio-proxy container fails with operation not permitted or no permission to capture",
+            "get a pcap of a pod's traffic, capture on eth0 or any interface",
         ),
         looks_at="nothing; the sidecar runs unprivileged, so capture from another "
         "container sharing the pod's network namespace.",
@@ -247,6 +258,7 @@ ENTRIES: tuple[Entry, ...] = (
             "istio-proxy crash loop when requests spike",
             "ulimit open file descriptor limit 1024",
             "envoy crashes once its concurrent connections exceed the open file limit",
+            "the proxy falls over only at high request rates or many connections, fine when traffic is low",
         ),
         looks_at="the open-file limit of the istio-proxy container and Envoy crash signatures in its logs.",
         fix="Raise the file descriptor limit for the proxy (for example "
@@ -261,6 +273,8 @@ ENTRIES: tuple[Entry, ...] = (
             "database, kafka or websocket clients disconnected periodically",
             "headless service connections dropped by the sidecar",
             "citadel certificate rotation restarts envoy",
+            "connections through the mesh drop on a fixed schedule, when the proxy's certificate is refreshed",
+            "consumer or pool connection counts fall to zero and recover in a sawtooth",
         ),
         looks_at="whether Citadel is deployed with mTLS while headless TCP services "
         "carry long-lived connections through sidecars.",
@@ -391,6 +405,8 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
             "requests return 503 right after applying a destination rule",
             "upstream connect error or disconnect reset before headers after enabling mtls",
             "subset routing gives no healthy upstream",
+            "503s begin when a destination rule is applied and stop when it is deleted or rolled back",
+            "a destination rule without a tls block, auto mtls off, sends plain text to workloads requiring mtls",
         ),
         looks_at="DestinationRule TLS modes against the PeerAuthentication in force, and subsets that "
         "select no pod.",
@@ -434,6 +450,9 @@ MODERN_ENTRIES: tuple[Entry, ...] = (
         symptoms=(
             "mtls handshakes fail with certificate expired",
             "workload certificate not rotated, root ca about to expire",
+            "inspect or decode the certificate chain a sidecar holds, with istioctl proxy-config secret and openssl",
+            "workload certificate shows the wrong spiffe identity, namespace or service account in its SAN",
+            "certificate expiry of a proxy is in the past, the cert it serves is stale",
         ),
         looks_at="the proxies' certificate expiry metrics, the CA's root expiry and the root certificate "
         "in every namespace.",
@@ -469,6 +488,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "cluster autoscaler never removes underused nodes that run meshed pods",
             "node scale down blocked: pod has local storage (the sidecar's emptyDir volume)",
             "nodes are not drained or evicted by the autoscaler since we installed istio",
+            "the node pool stays at its maximum size with little load, nodes with injected workloads never removed",
         ),
         fix="Mark the injected pods as safe to evict with the annotation "
         "cluster-autoscaler.kubernetes.io/safe-to-evict: \"true\" in their pod template.",
@@ -484,6 +504,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "init scripts or startup probes cannot connect until istio-proxy is ready",
             "app crashes on boot with connection refused, works after a restart of the container",
             "race between the app and the sidecar at pod start",
+            "make the application container wait until the sidecar is ready before it starts",
         ),
         fix="Make the proxy start first and hold the other containers until it is ready: "
         "holdApplicationUntilProxyStarts: true, mesh-wide or per pod in the proxy.istio.io/config annotation.",
@@ -499,6 +520,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "503 NR no route configured, 503 UO upstream overflow from circuit breaking",
             "503 UF upstream connection failure, UH no healthy upstream, URX retries exhausted",
             "what does a response flag like NR, UF or UO mean in the envoy access log",
+            "404 NR route_not_found in the access log: no route matched the request",
             "custom access log format without %RESPONSE_FLAGS%",
         ),
         fix="Read the proxy's access log and look up the response flag: NR points at routing (VirtualService "
@@ -562,6 +584,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         symptoms=(
             "traffic fails after a tls setting on a gateway, service entry or destination rule",
             "misconfigured tls between the gateway, the sidecars and the application",
+            "list of the common tls configuration mistakes in gateways, service entries and destination rules",
         ),
         looks_at="DestinationRules that originate TLS (SIMPLE, MUTUAL) and whether they verify the server.",
         fix="Find which of the common mismatches applies: HTTPS sent to a port declared HTTP, a gateway and "
@@ -692,6 +715,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "RBAC: access denied 403 after applying an AuthorizationPolicy",
             "authorization policy lets through requests it should block",
             "requests unexpectedly denied by an istio policy",
+            "checklist for an authorization policy that misbehaves: usual mistakes in rules, fields, target, action",
+            "some requests allowed that should be denied and others denied that should be allowed",
         ),
         fix="Check the policy's rules (one rule or several), the fields used on TCP ports, the target it "
         "selects and its action; istioctl x authz check shows what applies to a pod.",
@@ -706,6 +731,7 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "policy meant to require both path and source namespace allows either one",
             "extra - before from: in the rules list makes the policy more permissive",
             "rules in an authorization policy are ORed instead of ANDed",
+            "are the entries of a rules list combined with AND or OR, the policy allows too much",
         ),
         fix="Put to and from in the same rule (no dash before the second) so both must match.",
         commands=("kubectl get authorizationpolicy NAME -n NAMESPACE -o yaml",),
@@ -718,7 +744,9 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
         symptoms=(
             "authorization policy with paths, methods or headers denies everything on a tcp service",
             "port not named http- so the policy's http conditions never match",
+            "a policy with methods or paths blocks all traffic to a database or another plain tcp service",
             "request principals or jwt conditions on a plain tcp port",
+            "tcp rbac denied counters climb after a policy with http conditions is applied",
         ),
         looks_at="AuthorizationPolicies in ambient namespaces that use HTTP attributes while ztunnel enforces "
         "them, and waypoints that the use-waypoint labels name.",
@@ -765,6 +793,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "see whether istiod processed my authorization policy",
             "turn on authorization debug logs in istiod",
             "istiod logs errors while generating rbac filters for a policy",
+            "istiod logs say nothing about an authorization policy until the log level is raised",
+            "confirm the control plane translated a policy into envoy filter configuration without errors",
         ),
         looks_at="the status conditions istiod and the Gateway API controller write on Services, ServiceEntries, "
         "AuthorizationPolicies, Gateways and routes.",
@@ -906,6 +936,8 @@ GUIDE_ENTRIES: tuple[Entry, ...] = (
             "admission webhook validation.istio.io denied the request for yaml that looks correct",
             "kubectl apply of an istio resource fails validation, indentation or list dash mistake",
             "istioctl validate or analyze to see why configuration is rejected",
+            "the api server refuses an istio resource and you need the exact reason",
+            "istioctl validate accepts a file that kubectl apply still refuses",
         ),
         fix="Run istioctl validate -f and istioctl analyze (with an istioctl close to the control plane's "
         "version), and check indentation and list dashes against the API reference.",

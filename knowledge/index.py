@@ -1,12 +1,16 @@
 """The answer index: BM25 over guide sections and built-in knowledge together.
 
-Ranking is BM25 (bm25s).  BM25 scores have no scale, so the score reported and
-thresholded is a coverage: the share of the question's information (IDF mass)
-that the section accounts for (or, for a long message, the specific information
-it matches: MASS), damped by how far the section trails the best one.  Words the
-index has never seen count against coverage, which is what turns away "how do I
-configure a VirtualService canary split"; numbers and common English words count
-little or nothing against it.
+Ranking is BM25 (bm25s).  BM25 scores have no scale, so sections are ordered by a
+coverage: the share of the question's information (IDF mass) that the section
+accounts for (or, for a long message, the specific information it matches: MASS),
+damped by how far the section trails the best BM25 rank.  Words the index has never
+seen count against coverage; numbers and English words count little or nothing.
+
+Whether to answer at all is a separate decision: a logistic model (DECISION) over a
+few features of the question and its best section (`Index.features`: coverage, how
+much of the heading it names, known and unknown words, length, tutorial phrasing,
+another mesh, the most specific words the section lacks), fit and cross-validated
+by bench/ask_fit.py.  A match's score is that model's confidence; 0.5 is the line.
 """
 
 from __future__ import annotations
@@ -31,24 +35,38 @@ from .text import (
     about_other_mesh,
     answers_how_to,
     asks_how_to,
+    chat_word,
     clean_chat,
     common_word,
+    english_word,
     stem,
     terms,
     words,
 )
 
-# The confidence line: the lowest score that leaves 95 % of the tuning sets' off-topic questions (108, most
-# of them near the domain) unanswered, 0.47, plus a margin of 0.02, since questions nobody tuned for score
-# higher (bench/ask_bench.py prints each set's highest).  Below it, answers are suggestions.
-THRESHOLD = 0.49
+# The answer/abstain decision: a logistic model over Index.features, fit by bench/ask_fit.py on the tuning sets
+# (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
+# tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
+DECISION = {
+    "score": 7.920,
+    "heading": 3.063,
+    "known": 1.398,
+    "unknown": -0.785,
+    "words": 1.986,
+    "how_to": -4.639,
+    "other_mesh": -7.301,
+    "missed": 0.331,
+    "missed_mass": -3.636,
+    "line": 3.855,
+}
+DECISION_BIAS = -11.204
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
 SYNONYM_WEIGHT = 0.5
 SAME_TEXT = 75  # rapidfuzz ratio from which two guides' texts say the same (unrelated: under 45)
 PAIR_WEIGHT = 0.5  # an adjacent pair of question words, found as a pair in a section
-SUGGEST = 0.2  # below THRESHOLD, candidates scoring this much are offered as "closest sections"
+SUGGEST = 0.2  # with no confident answer, sections with this much coverage are offered as "closest sections"
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
 # The context (the headings above a section, its page's topic) says where it is, not what it answers.
@@ -57,10 +75,17 @@ FIELD_WEIGHTS = {"heading": 3, "subheadings": 2, "signatures": 2, "symptoms": 1,
 # How much of a question word's information a section accounts for, by the field it is found in.
 COVER = {"heading": 1.0, "subheadings": 1.0, "signatures": 1.0, "symptoms": 1.0, "context": 0.5, "body": 0.7,
          "commands": 0.7}
+LONG_FIELDS = ("body", "commands")
+# A prose or code field longer than LONG terms covers a word by (LONG / its length) ** LONG_POWER less: a long
+# log dump or walkthrough has many words in passing, which say less about what the section answers.
+LONG = 80
+LONG_POWER = 0.5
 TYPO_WEIGHT = 0.7  # a corrected word is a guess: it counts for less
+ENGLISH_WEIGHT = 0.6  # a rarer English word the guides never use (a service's name: "checkout", "billing")
+CHAT_DF = 3  # ... and used by this many sections at most (a word most sections use says little anyway)
 COMMON_WEIGHT = 0.3  # a common English word the guides never use ("ago", "big") asks little
 EVIDENCE = 2.0  # matched question words needed for full confidence
-RANK_POWER = 0.5  # a section trailing the best BM25 rank is damped by (its rank / the best) ** this
+RANK_POWER = 1.0  # a section trailing the best BM25 rank is damped by (its rank / the best) ** this
 # IDF mass a section must match to be fully confident whatever else the question says: a pasted error line
 # of specific words is an answer even inside a long message.
 MASS = 35
@@ -116,19 +141,29 @@ class Index:
         self._bm25.index(docs, show_progress=False)
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
+        self._position = {s.id: i for i, s in enumerate(self.sections)}
+        # Index.features: each symptom's terms; a section with none (a guide meshbot has no entries for) has its
+        # heading and its checks' signatures of three words or more (an error line, not a metric name or port).
+        self._lines = [[set(ts) for x in (s.symptoms or (s.title, *s.also_titles, *s.signatures))
+                        if len(ts := terms(x)) >= (3 if x in s.signatures else 1)] for s in self.sections]
         # Where each term occurs in each section: the best field's COVER share (heading beats body).
         self._cover = []
         for sec in self.sections:
             place: dict[str, float] = {}
             for name, text in fields(sec).items():
-                for t in terms(text):
-                    place[t] = max(place.get(t, 0.0), COVER[name])
+                ts = terms(text)
+                share = COVER[name]
+                if name in LONG_FIELDS and len(ts) > LONG:
+                    share *= (LONG / len(ts)) ** LONG_POWER
+                for t in ts:
+                    place[t] = max(place.get(t, 0.0), share)
             self._cover.append(place)
         n = len(docs)
         df: dict[str, int] = {}
         for doc in self._doc_terms:
             for t in doc:
                 df[t] = df.get(t, 0) + 1
+        self._df = df
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self._idf_unknown = math.log(1 + (n - 0.5) / 1.5)  # as rare as a word in one section
         common_word("the")  # loads the English word counts now, not during the first answer
@@ -151,6 +186,7 @@ class Index:
         """Confident matches, or else (never both) up to `limit` low-confidence suggestions.
 
         A question that is a section id (what a "not sure" button sends) is answered by that section.
+        A match's score is the decision model's confidence (`confidence`): 0.5 and above is an answer.
         """
         if question.strip() in self._by_id:
             return Answer([self._match(self._by_id[question.strip()], 1.0, None)], [])
@@ -158,10 +194,67 @@ class Index:
         if not scored:
             return Answer([], [])
         top = scored[0][0]
-        if top >= THRESHOLD and self.may_answer(question, scored[0][1]):
-            return Answer([self._match(s, score, question) for score, s in scored[:limit]
-                           if score >= THRESHOLD and score >= RELATIVE * top], [])
-        return Answer([], [self._match(s, score, question) for score, s in scored[:limit] if score >= SUGGEST])
+        asked = self._query(question)[1]
+        found = [(self.confidence(question, scored, i, asked), s) for i, (score, s) in enumerate(scored[:limit])
+                 if score >= SUGGEST]
+        for i in range(1, len(found)):  # best first, whatever a later section's own features say
+            found[i] = (min(found[i][0], found[i - 1][0]), found[i][1])
+        if found and found[0][0] >= 0.5:
+            return Answer([self._match(s, p, question) for (p, s), (score, _) in zip(found, scored, strict=False)
+                           if p >= 0.5 and score >= RELATIVE * top], [])
+        return Answer([], [self._match(s, p, question) for p, s in found])
+
+    def confidence(self, question: str, scored: list[tuple[float, Section]], i: int = 0, asked=None) -> float:
+        """How likely the question is one the guides answer, with `scored[i]` as its answer (0..1).
+
+        A logistic model over `features` (DECISION: its weights and how they were fit).
+        """
+        f = self.features(question, scored, i, asked)
+        z = DECISION_BIAS + sum(DECISION[k] * f[k] for k in DECISION)
+        return 1 / (1 + math.exp(-z))
+
+    def features(self, question: str, scored: list[tuple[float, Section]], i: int = 0,
+                 asked: dict[str, float] | None = None) -> dict[str, float]:
+        """What the answer/abstain decision reads, for `scored[i]` as the answer.
+
+        score: its coverage (`_scored`); heading: the share of its heading's information (IDF mass) the
+        question names; known: the share of the question's information in words the index has (or their
+        synonyms); unknown: how many words the index lacks (not numbers, English words or typos); words:
+        log(1 + the question's words); how_to: a tutorial question (`asks_how_to`) and the heading no
+        instruction; other_mesh: about Linkerd, Consul or Kuma; missed: the IDF of the most specific word the
+        index has and the section lacks (a share of the largest IDF), missed_mass: the share of the question's
+        information in such words; line: the largest share of one symptom's information the question names.
+        """
+        score, section = scored[i]
+        asked = self._query(question)[1] if asked is None else asked
+        info = {t: w * self._info(t) for t, w in asked.items() if not _numeric(t)}
+        total = sum(info.values()) or 1.0
+        heading = set(terms("\n".join((section.title, *section.also_titles))))
+        heading_mass = sum(self._idf.get(t, 0.0) for t in heading) or 1.0
+        have = self._doc_terms[self._position[section.id]]
+        missed = [self._idf[t] for t in info if t in self._vocab and t not in have
+                  and not any(x in have for x in SYNONYMS.get(t, ()))]
+        return {
+            "score": score,
+            "heading": sum(self._idf.get(t, 0.0) for t in heading if t in asked) / heading_mass,
+            "known": sum(x for t, x in info.items() if self._known(t)) / total,
+            "unknown": float(sum(1 for t, w in asked.items() if not self._known(t) and w >= 1.0
+                                 and not _numeric(t))),
+            "words": math.log1p(len(asked)),
+            "how_to": float(asks_how_to(question) and not answers_how_to(section.title)),
+            "other_mesh": float(about_other_mesh(question)),
+            "missed": max(missed, default=0.0) / self._idf_unknown,
+            "missed_mass": sum(missed) / total,
+            "line": self._best_line(section, asked),
+        }
+
+    def _best_line(self, section: Section, asked: dict[str, float]) -> float:
+        """The largest share of one symptom's information (IDF mass) that the question names."""
+        best = 0.0
+        for line in self._lines[self._position[section.id]]:
+            mass = sum(self._idf.get(t, 0.0) for t in line) or 1.0
+            best = max(best, sum(self._idf.get(t, 0.0) for t in line if t in asked) / mass)
+        return best
 
     @staticmethod
     def may_answer(question: str, section: Section) -> bool:
@@ -185,7 +278,7 @@ class Index:
             return []
         # Numbers (timestamps, counts, addresses, a port) count for a section that has them, never against
         # one that lacks them.
-        info = {t: w * self._idf.get(t, self._idf_unknown) for t, w in asked.items()}
+        info = {t: w * self._info(t) for t, w in asked.items()}
         total = sum(x for t, x in info.items() if not _numeric(t))
         scored = []
         for i, s in enumerate(self.sections):
@@ -223,11 +316,14 @@ class Index:
                     continue
                 t, weight = stem(ABBREVIATIONS.get(w, w)), 1.0
                 if t in self._vocab or t in SYNONYMS:
-                    pass
+                    if (chat_word(w) or chat_word(t)) and self._df.get(t, 0) <= CHAT_DF:
+                        weight = COMMON_WEIGHT
                 elif in_path or not w.isalpha():
                     continue
                 elif common_word(w):
                     weight = COMMON_WEIGHT
+                elif english_word(w) and not (len(w) >= 4 and self._correct(w)):
+                    weight = ENGLISH_WEIGHT
                 elif len(w) >= 4 and (fixed := self._correct(w)):
                     t, weight = fixed, TYPO_WEIGHT
                 own[t] = max(weight, own.get(t, 0.0))
@@ -236,6 +332,16 @@ class Index:
             for x in SYNONYMS.get(t, ()):
                 weights.setdefault(x, SYNONYM_WEIGHT)
         return weights, own
+
+    def _info(self, term: str) -> float:
+        """A term's IDF; a word the guides lack but whose synonyms they use is as specific as those."""
+        if term in self._idf:
+            return self._idf[term]
+        known = [self._idf[x] for x in SYNONYMS.get(term, ()) if x in self._idf]
+        return min(known) if known else self._idf_unknown
+
+    def _known(self, term: str) -> bool:
+        return term in self._vocab or (any(x in self._vocab for x in SYNONYMS.get(term, ())))
 
     def _correct(self, word: str) -> str | None:
         edits = 1 if len(word) < 8 else 2
@@ -396,7 +502,10 @@ def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) ->
         if found:
             left = [b for b in left if b not in found]
             ids = dict.fromkeys(i for b in found for i in (b.id, *b.aliases) if i != s.id and i not in s.aliases)
-            s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms), aliases=s.aliases + tuple(ids))
+            # an entry's title says the problem in meshbot's words: one more way people put it
+            titles = tuple(b.title for b in found if b.title != s.title)
+            s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms) + titles,
+                        aliases=s.aliases + tuple(ids))
         merged.append(s)
     return _list_children([_with_checks(s) for s in merged + left])
 

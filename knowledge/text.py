@@ -19,7 +19,8 @@ _LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
 _EMOJI = re.compile(r"(?<![\w:]):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|\+1|-1):(?![\w])")
 # *bold*, _italic_, ~strike~ markers at a word's edge; inside a word (grpc_server_handled_total) they are text.
 # Only paired markers are markup: a lone one (`fd_ != -1`, `a*b`) is text.
-_EMPHASIS = re.compile(r"(?<![\w*_~])([*_~]+)(?=\S)([^\n]*?\S)\1(?![\w*_~])")
+# A mention gone leaves a space after an opening marker (`_<!here> down_`): spaces there are allowed.
+_EMPHASIS = re.compile(r"(?<![\w*_~])([*_~]+)[ \t]*(?=\S)([^\n]*?\S)\1(?![\w*_~])")
 
 
 def clean_chat(text: str) -> str:
@@ -129,6 +130,23 @@ def _english():
 def common_word(word: str) -> bool:
     """A common English word (never taken for a misspelling of a guide's word)."""
     return _english()[word] >= COMMON
+
+
+CHAT = 300000  # counts from which a word is one of the commonest English words
+
+
+def chat_word(word: str) -> bool:
+    """One of the commonest English words ("keep", "still", "going"): it asks little even where a guide
+    happens to use it."""
+    return _english()[word] >= CHAT
+
+
+ENGLISH = 500  # counts from which a word is English (a rarer one than COMMON)
+
+
+def english_word(word: str) -> bool:
+    """An English word, however rare (a service's name, "vanished"), not a product's name or a token."""
+    return _english()[word] >= ENGLISH
 
 
 def terms(text: str) -> list[str]:

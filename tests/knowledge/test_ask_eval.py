@@ -36,15 +36,26 @@ def test_eval_set_shape():
     assert sum(q["expect"] is None for q in questions) >= 30
 
 
+# The decision holds 98 % of the tuning sets' off-topic questions unanswered (bench/ask_fit.py), which costs
+# ask_eval.yaml some top-1 against the older hand line (90 %) and gains it on the blind tuning sets.
 @pytest.mark.parametrize("which, top1_min, rejected_min", [
-    ("guide_index", 0.9, 0.9),
-    ("builtin_index", 0.9, 0.9),
-    ("both_index", 0.8, 0.9),
+    ("guide_index", 0.85, 0.95),
+    ("builtin_index", 0.85, 0.95),
+    ("both_index", 0.85, 0.95),
 ])
 def test_eval_accuracy_and_rejection(request, which, top1_min, rejected_min):
     top1, rejected = figures(request.getfixturevalue(which), EVAL, one_guide=which == "guide_index")
     assert top1 >= top1_min, f"top-1 accuracy {top1:.1%}"
     assert rejected >= rejected_min, f"off-topic rejected {rejected:.1%}"
+
+
+@pytest.mark.parametrize("name, top1_min, rejected_min", [
+    ("ask_tune_blind.yaml", 0.83, 0.95),
+    ("ask_tune_blind2.yaml", 0.78, 0.93),
+])
+def test_blind_tuning_sets(both_index, name, top1_min, rejected_min):
+    top1, rejected = figures(both_index, EVAL.with_name(name))
+    assert top1 >= top1_min and rejected >= rejected_min, (top1, rejected)
 
 
 def test_holdout_does_not_collapse(guide_index):
