@@ -216,6 +216,9 @@ class Check:
     # What the problem looks like where people see it: log lines, metric names, error strings, ports, object
     # kinds. Answers use it as the symptom vocabulary of the check's guide section (knowledge.index).
     signatures: tuple[str, ...] = ()
+    # Subsections a result names instead of ``section`` when its evidence points at one cause, each with the
+    # signatures of that cause: ((section id, (signature, ...)), ...).
+    subsections: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def group(self) -> str:
@@ -224,11 +227,12 @@ class Check:
 
 def check(*, id: str, title: str, section: str, generations=ALL_GENERATIONS,
           inputs: Callable[[Istio], tuple] = lambda istio: (),
-          signatures: tuple[str, ...] = ()) -> Callable[[Callable[[Context], Outcome]], Check]:
+          signatures: tuple[str, ...] = (), subsections: dict[str, tuple[str, ...]] | None = None
+          ) -> Callable[[Callable[[Context], Outcome]], Check]:
     """Declare a check; its docstring is its help text."""
 
     def wrap(fn: Callable[[Context], Outcome]) -> Check:
         return Check(id, title, section, frozenset(generations), inputs, fn, " ".join((fn.__doc__ or "").split()),
-                     tuple(signatures))
+                     tuple(signatures), tuple((k, tuple(v)) for k, v in (subsections or {}).items()))
 
     return wrap

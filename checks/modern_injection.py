@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import replace
 
 from checks.detect import (
     ALL_NAMESPACES,
@@ -157,12 +158,17 @@ def webhook_ca(ctx: Context):
 # Refused pods ----------------------------------------------------------------------------------
 
 FAILED_CALL = re.compile(r"failed calling webhook \"[^\"]*sidecar-injector\.istio\.io\"", re.I)
+X509 = "x509-certificate-related-errors"
+DEPLOYMENT = "errors-in-deployment-status"
+APISERVER_PROXY = "automatic-sidecar-injection-fails-if-the-kubernetes-api-server-has-proxy-settings"
+# (what the API server's message says, the cause in words, the subsection of the guide that tells that cause)
 CAUSES = (
-    ("x509", "the API server does not trust the injector's certificate (x509)"),
-    ("no endpoints available", "istiod has no ready endpoint"),
-    ("connection refused", "nothing listens on istiod's webhook port"),
-    ("context deadline exceeded", "the API server cannot reach istiod's 15017 in time (firewall or NetworkPolicy)"),
-    ("Service Unavailable", "the API server sends webhook calls through its HTTP proxy"),
+    ("x509", "the API server does not trust the injector's certificate (x509)", X509),
+    ("no endpoints available", "istiod has no ready endpoint", DEPLOYMENT),
+    ("connection refused", "nothing listens on istiod's webhook port", DEPLOYMENT),
+    ("context deadline exceeded", "the API server cannot reach istiod's 15017 in time (firewall or NetworkPolicy)",
+     DEPLOYMENT),
+    ("Service Unavailable", "the API server sends webhook calls through its HTTP proxy", APISERVER_PROXY),
 )
 
 
@@ -172,9 +178,11 @@ def _failed_inputs(istio: Istio) -> tuple:
 
 @check(id="injection.failed-create", title="Pods are not refused by the injection webhook",
        section="pods-cannot-be-created-at-all", generations=ISTIOD, inputs=_failed_inputs,
-       signatures=("FailedCreate", "failed calling webhook", "sidecar-injector.istio.io",
-                   "no endpoints available for service \"istiod\"", "context deadline exceeded", "15017",
-                   "Service Unavailable"))
+       signatures=("FailedCreate", "failed calling webhook", "sidecar-injector.istio.io", "Error creating"),
+       subsections={X509: ("x509: certificate signed by unknown authority", "failed to verify certificate"),
+                    DEPLOYMENT: ("no endpoints available for service \"istiod\"",
+                                 "15017", "ReplicaFailure"),
+                    APISERVER_PROXY: ("Service Unavailable",)})
 def failed_create(ctx: Context):
     """The injection webhooks fail closed: when the API server cannot call istiod, controllers record FailedCreate
     events. This reads them, names the cause from the message, and checks the kube-apiserver pods' proxy variables
@@ -203,15 +211,17 @@ def failed_create(ctx: Context):
     if events:
         first = events[0]
         message = first.get("message") or ""
-        cause = next((why for needle, why in CAUSES if needle.lower() in message.lower()), "the webhook call failed")
+        cause, section = next(((why, where) for needle, why, where in CAUSES if needle.lower() in message.lower()),
+                              ("the webhook call failed", ""))
         obj = first.get("involvedObject") or {}
         evidence = [f"{e.get('involvedObject', {}).get('kind')} {e['metadata'].get('namespace')}/"
                     f"{e.get('involvedObject', {}).get('name')}: {(e.get('message') or '')[:300]}"
                     for e in events[:MAX_EVIDENCE]] + proxy_problems
-        return failed(f"pods of {obj.get('kind', '?')} {first['metadata'].get('namespace')}/{obj.get('name', '?')} "
-                      f"cannot be created: {cause}", evidence, fix)
+        # the result quotes the subsection that tells this cause, when the message names one
+        return replace(failed(f"pods of {obj.get('kind', '?')} {first['metadata'].get('namespace')}/"
+                              f"{obj.get('name', '?')} cannot be created: {cause}", evidence, fix), section=section)
     if proxy_problems:
-        return warned(proxy_problems[0], proxy_problems[1:], fix)
+        return replace(warned(proxy_problems[0], proxy_problems[1:], fix), section=APISERVER_PROXY)
     if recovered:
         return passed("the injection webhook refused pods earlier, and their controllers created them since",
                       *[f"{who}: FailedCreate events, then SuccessfulCreate" for who in recovered[:MAX_EVIDENCE]])

@@ -512,11 +512,14 @@ def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) ->
 
 def _with_checks(s: Section) -> Section:
     """A section's checks and their signatures, from the checks' own declarations (one source)."""
-    mine = [c for c in _all_checks() if c.section in (s.id, *s.aliases)]
-    if not mine:
+    ids = (s.id, *s.aliases)
+    mine = [c for c in _all_checks() if c.section in ids]
+    causes = [(c, sigs) for c in _all_checks() for sub, sigs in getattr(c, "subsections", ()) if sub in ids]
+    if not mine and not causes:
         return s
-    checks = tuple(dict.fromkeys([*s.checks, *(c.id for c in mine)]))
-    signatures = tuple(dict.fromkeys(sig for c in mine for sig in c.signatures))
+    checks = tuple(dict.fromkeys([*s.checks, *(c.id for c in mine), *(c.id for c, _ in causes)]))
+    signatures = tuple(dict.fromkeys([*(sig for c in mine for sig in c.signatures),
+                                      *(sig for _, sigs in causes for sig in sigs)]))
     return replace(s, checks=checks, signatures=signatures)
 
 

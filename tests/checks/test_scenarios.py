@@ -62,3 +62,16 @@ def test_a_healthy_run_names_the_version_and_generation(simulate, capsys):
     assert report["istio"] == {"version": "0.8.0", "generation": "0.8"}
     assert {r["check"] for r in report["results"]} == {c.id for c in ALL_CHECKS if c.group == "mixer"}
     assert isinstance(report["duration_ms"], int)
+
+
+@pytest.mark.parametrize("name, section", [
+    ("istio-1.28.0-webhook-unreachable", "errors-in-deployment-status"),
+    ("blind-modern-1.28.0-injector-ca-from-gitops", "x509-certificate-related-errors"),
+    ("blind-modern-1.22.1-apiserver-egress-proxy",
+     "automatic-sidecar-injection-fails-if-the-kubernetes-api-server-has-proxy-settings"),
+])
+def test_a_refused_pod_quotes_the_subsection_of_its_cause(name, section, simulate, capsys):
+    _, kubeconfig = simulate(name)
+    main(["check", "injection", "--kubeconfig", str(kubeconfig), "--json"])
+    [result] = [r for r in json.loads(capsys.readouterr().out)["results"] if r["check"] == "injection.failed-create"]
+    assert (result["status"], result["section"]) == ("fail", section)
