@@ -241,6 +241,8 @@ def build(name: str, spec: dict) -> Scenario:
         _add_pod_metrics(store, spec["pod_metrics"])
     if "modern" in spec:  # istiod-era behaviour: see kubesim/modern.py
         modern.apply(scenario, spec, nodes, DATA)
+    for pod in store.list("v1", "pods"):
+        _managed_fields(pod)
     for entry in spec.get("proxy") or []:
         if entry.get("generate") == "pilot-registration":
             entry = {**entry, "_registration": pilot_registration(store)}
@@ -255,6 +257,33 @@ def build(name: str, spec: dict) -> Scenario:
         scenario.faults.append(Fault(re.compile(entry["path"]), entry.get("status"), entry.get("body"),
                                      float(entry.get("delay", 0))))
     return scenario
+
+
+def _field_set(value) -> dict:
+    """Server-side apply's FieldsV1 set of a value: f:<key> per map key, k:{"name":…} per named list item."""
+    if isinstance(value, dict):
+        return {".": {}, **{f"f:{k}": _field_set(v) for k, v in value.items()}}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        key = next((k for k in ("name", "type", "ip", "containerPort") if all(k in v for v in value)), None)
+        if key:
+            return {".": {}, **{f'k:{{"{key}":{json.dumps(v[key])}}}': _field_set(v) for v in value}}
+    return {}
+
+
+def _managed_fields(pod: dict) -> None:
+    """The field ownership a real API server keeps on every pod (metadata.managedFields): what the controller
+    manager wrote (metadata and spec) and what the kubelet wrote (status). Clients read past it; it weighs."""
+    meta = pod["metadata"]
+    if "managedFields" in meta:
+        return
+    when = meta.get("creationTimestamp", "2025-11-01T10:00:00Z")
+    written = {k: v for k, v in meta.items() if k in ("generateName", "labels", "annotations", "ownerReferences")}
+    meta["managedFields"] = [
+        {"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kube-controller-manager", "operation": "Update",
+         "time": when, "fieldsV1": {"f:metadata": _field_set(written), "f:spec": _field_set(pod.get("spec") or {})}},
+        {"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kubelet", "operation": "Update",
+         "subresource": "status", "time": when, "fieldsV1": {"f:status": _field_set(pod.get("status") or {})}},
+    ]
 
 
 def _selector(text: str) -> dict:

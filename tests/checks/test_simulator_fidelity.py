@@ -269,3 +269,15 @@ def test_python_client_under_the_bots_cluster_role_gets_only_the_named_secret(si
         core.read_namespaced_secret("sidecar-injector-certs", "istio-system")
     assert named.value.status == 404
     assert core.list_namespaced_pod("istio-system").items
+
+
+@needs_kubectl
+def test_pods_carry_field_ownership_that_kubectl_hides_and_meshbot_drops(simulate):
+    _, kubeconfig = simulate("istio-1.28.0-healthy")
+    [pod] = json.loads(kubectl(kubeconfig, "get", "pods", "-n", "default", "-l", "app=ratings", "-o", "json",
+                               "--show-managed-fields"))["items"]
+    managers = [(m["manager"], m.get("subresource")) for m in pod["metadata"]["managedFields"]]
+    assert managers == [("kube-controller-manager", None), ("kubelet", "status")]
+    spec = pod["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert 'k:{"name":"istio-proxy"}' in {**spec.get("f:containers", {}), **spec.get("f:initContainers", {})}
+    assert "managedFields" not in kubectl(kubeconfig, "get", "pods", "-n", "default", "-o", "yaml")
