@@ -22,6 +22,7 @@ from checks.detect import (
     WAYPOINT_CLASS,
     PerPod,
     ambient_enrolled,
+    annotations,
     first_served,
     is_cni,
     is_ztunnel,
@@ -63,8 +64,7 @@ def _no_ambient(ctx: Context) -> bool:
     if any(is_ztunnel(p) for p in pods):
         return False
     if ctx.maybe(ALL_NAMESPACES) is None:
-        return not any(ambient_enrolled(p, {}) or (p["metadata"].get("annotations") or {}).get(REDIRECTION)
-                       for p in pods)
+        return not any(ambient_enrolled(p, {}) or annotations(p).get(REDIRECTION) for p in pods)
     return not _enrolled(ctx)
 
 
@@ -126,7 +126,7 @@ def captured(ctx: Context):
     hard, soft, evidence, bad_nodes = [], [], [], []
     annotated: dict[str, int] = {}
     for p in enrolled:
-        value = (p["metadata"].get("annotations") or {}).get(REDIRECTION)
+        value = annotations(p).get(REDIRECTION)
         if value == "enabled":
             annotated[_node_of(p)] = annotated.get(_node_of(p), 0) + 1
         elif value == "pending":
@@ -284,9 +284,12 @@ def waypoints(ctx: Context):
                 waypoint_namespaces.append(ns)
             hard.append(f"Service {name_of(svc)} is not bound to its waypoint: {cond.get('reason')}"
                         f" ({cond.get('message', '')})")
-            evidence.append(f"Service {name_of(svc)} asks for waypoint {where[0]}/{wanted}, "
-                            + ("which does not exist" if absent else "which exists") if wanted else
-                            f"Service {name_of(svc)}: istio.io/WaypointBound False, no istio.io/use-waypoint label")
+            if wanted:
+                evidence.append(f"Service {name_of(svc)} asks for waypoint {where[0]}/{wanted}, which "
+                                + ("does not exist" if absent else "exists"))
+            else:
+                evidence.append(f"Service {name_of(svc)}: istio.io/WaypointBound False, no istio.io/use-waypoint "
+                                "label")
     fix = ("kubectl get gateways.gateway.networking.k8s.io -A -l istio.io/waypoint-for\n"
            "kubectl get svc -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} "
            "{.status.conditions[?(@.type==\"istio.io/WaypointBound\")].reason}{\"\\n\"}{end}'\n")

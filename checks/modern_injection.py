@@ -196,8 +196,13 @@ def failed_create(ctx: Context):
         if e.get("reason") == "SuccessfulCreate":
             who = _involved(e)
             created[who] = max(created.get(who, ""), _when(e))
-    events = [e for e in refused if created.get(_involved(e), "") <= _when(e)]
-    recovered = sorted({f"{k} {ns}/{n}" for k, ns, n in (_involved(e) for e in refused if e not in events)})
+    events, recovered = [], set()
+    for e in refused:
+        if created.get(_involved(e), "") > _when(e):
+            recovered.add("{} {}/{}".format(*_involved(e)))
+        else:
+            events.append(e)
+    recovered = sorted(recovered)
     proxy_problems = []
     for pod in ctx.maybe(Objects(PODS, "kube-system", APISERVER_SELECTOR), []) or []:
         env = _proxy_env(pod)

@@ -256,16 +256,16 @@ def _scrape_inputs(istio: Istio) -> tuple:
 PROXY_METRICS_PORTS = {"15020", "15090"}  # the agent's merged port (annotations), Envoy's own (the PodMonitor)
 
 
-def _scraped_proxy(target: dict, names: set, by_ip: dict) -> tuple[str, str] | None:
-    """The (namespace, name) of the proxy whose metrics port a target scrapes, else None. Its discovered address is
-    the pod's first declared port, not the one scraped (relabelling rewrites it): the scrape URL says which port,
-    the pod labels which pod."""
+def _scraped_proxy(target: dict, names: set, by_ip: dict) -> str | None:
+    """The proxy ("namespace/name") whose metrics port a target scrapes, else None. Its discovered address is the
+    pod's first declared port, not the one scraped (relabelling rewrites it): the scrape URL says which port, the
+    pod labels which pod."""
     url = urlsplit(str(target.get("scrapeUrl", "")))
     if str(url.port) not in PROXY_METRICS_PORTS:
         return None
     found = target.get("discoveredLabels") or {}
-    pod = (found.get("__meta_kubernetes_namespace"), found.get("__meta_kubernetes_pod_name"))
-    if pod[1]:
+    if found.get("__meta_kubernetes_pod_name"):
+        pod = f"{found.get('__meta_kubernetes_namespace')}/{found['__meta_kubernetes_pod_name']}"
         return pod if pod in names else None
     return by_ip.get(url.hostname)
 
@@ -289,15 +289,13 @@ def prometheus_scrape(ctx: Context):
     except (ValueError, AttributeError):
         raise InputUnavailable(BadPayload(f"GET {endpoint} did not answer JSON")) from None
     pods = proxies(ctx.get(ALL_PODS))
-    key = {id(p): (p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
-    names, by_ip = set(key.values()), {(p.get("status") or {}).get("podIP"): key[id(p)] for p in pods}
-    scraped = {t_id: pod for t_id, pod in ((id(t), _scraped_proxy(t, names, by_ip)) for t in targets)
-               if pod is not None}
-    mine = [t for t in targets if id(t) in scraped]
+    names, by_ip = {name_of(p) for p in pods}, {(p.get("status") or {}).get("podIP"): name_of(p) for p in pods}
+    hits = [(t, _scraped_proxy(t, names, by_ip)) for t in targets]
+    mine = [t for t, pod in hits if pod is not None]
     down = [t for t in mine if t.get("health") != "up"]
-    seen = set(scraped.values())
+    seen = {pod for _, pod in hits if pod is not None}
     sidecars = [p for p in pods if not is_gateway(p)]
-    unseen = [f"{ns}/{n}" for ns, n in (key[id(p)] for p in sidecars) if (ns, n) not in seen]
+    unseen = [name_of(p) for p in sidecars if name_of(p) not in seen]
     fix = (f"kubectl -n {endpoint.namespace} get configmap prometheus -o yaml | grep -A30 kubernetes-pods\n"
            "kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.name} "
            "{.metadata.annotations.prometheus\\.io/scrape}{\"\\n\"}{end}'\n"

@@ -186,12 +186,12 @@ def inject(store: Store, pod: dict, facts: dict, settings: dict) -> None:
         "volumes": ["workload-socket", "credential-socket", "workload-certs", "istio-envoy", "istio-data",
                     "istio-podinfo", "istio-token", "istiod-ca-cert"],
         "imagePullSecrets": None, "revision": revision})
-    _prometheus_merge(annotations, proxy, _mesh(store, control_ns, revision))
+    _prometheus_merge(annotations, proxy, mesh_config(store, control_ns, revision))
     annotations.setdefault("istio.io/rev", revision)
 
 
-def _mesh(store: Store, namespace: str, revision: str) -> dict:
-    """The revision's mesh config (ConfigMap istio or istio-<rev>, key mesh)."""
+def mesh_config(store: Store, namespace: str = "istio-system", revision: str = "default") -> dict:
+    """The revision's mesh config (ConfigMap istio or istio-<rev>, key mesh); {} when there is none."""
     import yaml
 
     name = "istio" if revision == "default" else f"istio-{revision}"
@@ -1034,8 +1034,9 @@ def _discovered(pod: dict) -> list[dict]:
     return out
 
 
-def _selects(rule: dict, pod: dict) -> bool:
-    ns, _, selector = str(rule["pods"]).partition("/")
+def covers(pods: str, pod: dict) -> bool:
+    """Whether a scenario's ``pods: ns | ns/k=v,k2=v2 | "*"`` takes in this pod."""
+    ns, _, selector = str(pods).partition("/")
     return ns in ("*", pod["metadata"]["namespace"]) and all(
         _labels(pod).get(k) == v for k, v in _simple_selector(selector).items())
 
@@ -1142,7 +1143,7 @@ def _prometheus_targets(scenario) -> None:
                     continue
                 seen.add(key)
                 url = f"{labels['__scheme__']}://{address}{labels['__metrics_path__']}"
-                error = next((rule.get("error", "") for rule in down if _selects(rule, pod)), None)
+                error = next((rule.get("error", "") for rule in down if covers(rule["pods"], pod)), None)
                 targets.append({"discoveredLabels": discovered, "labels": final, "scrapePool": job["name"],
                                 "scrapeUrl": url, "globalUrl": url, "lastError": error or "",
                                 "lastScrape": "2025-11-01T10:05:44.723715405Z", "lastScrapeDuration": 0.004,

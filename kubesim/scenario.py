@@ -372,7 +372,7 @@ def _add_apiserver(store: Store, node: str, overrides: dict) -> None:
 
 def _run_controllers(store: Store, nodes: list[str], workloads: dict, modern_settings: dict | None = None,
                      kube_inject: set[str] = frozenset()) -> None:
-    mesh = _mesh_config(store)
+    mesh = modern.mesh_config(store)
     injected = {n["metadata"]["name"] for n in store.list("v1", "namespaces")
                 if (n["metadata"].get("labels") or {}).get("istio-injection") == "enabled"}
     counter = 0
@@ -437,11 +437,6 @@ def _has(pod: dict, container: str) -> bool:
     return any(c.get("name") == container for c in pod["spec"].get("containers", []))
 
 
-def _mesh_config(store: Store) -> dict:
-    config_map = store.get("v1", "configmaps", "istio-system", "istio") or {}
-    return yaml.safe_load((config_map.get("data") or {}).get("mesh", "")) or {}
-
-
 def _inject(pod: dict, mesh: dict, overrides: dict) -> None:
     """Add the sidecar the way the injector's template does: proxy settings copied in at creation."""
     proxy = mesh.get("defaultConfig") or {}
@@ -503,8 +498,7 @@ def _add_pod_metrics(store: Store, entries: list[dict]) -> None:
         meta = pod["metadata"]
         usage: dict = {}
         for entry in entries:
-            ns, _, selector = str(entry["pods"]).partition("/")
-            if ns in ("*", meta["namespace"]) and _matches(_selector(selector), meta.get("labels") or {}):
+            if modern.covers(entry["pods"], pod):
                 usage.update(entry.get("usage") or {})
         if not usage or pod.get("status", {}).get("phase") != "Running":
             continue

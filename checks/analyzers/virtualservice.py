@@ -178,14 +178,13 @@ def vs_destination_subsets(snap: Snapshot):
     istioctl does not report."""
     defined: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)  # host key → {subset: DR}
     by_subset: dict[str, list[tuple[dict, tuple[str, str]]]] = defaultdict(list)
+    rules: dict[tuple[str, str], list[dict]] = defaultdict(list)  # host key → its DRs, for istiod's lookup
     for dr in snap[DESTINATION_RULES].items:
         key = resource_name(namespace_of(dr), str(spec(dr).get("host", "")))
+        rules[key].append(dr)
         for s in spec(dr).get("subsets") or []:
             defined[key][s.get("name")] = dr
             by_subset[s.get("name")].append((dr, key))
-    rules: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for dr in snap[DESTINATION_RULES].items:
-        rules[resource_name(namespace_of(dr), str(spec(dr).get("host", "")))].append(dr)
     root = root_namespace(snap.value(MeshConfig(snap.istio.namespace), {}) or {})
     pods, services = snap[PODS], snap[SERVICES_T]
     for vs in snap[VIRTUAL_SERVICES].items:
@@ -256,7 +255,7 @@ def seen_subsets(client: str, key: tuple[str, str], rules, root: str) -> set[str
 
 def _visibility_fix(owner: dict, blind: list[str], key: tuple[str, str]) -> str:
     ns = namespace_of(owner)
-    if ns in (key[0],):
+    if ns == key[0]:
         return (f"kubectl -n {ns} edit destinationrule {name(owner)}   # spec.exportTo: add "
                 f"{', '.join(blind)} (or remove exportTo)")
     return (f"# istiod does not look for rules in namespace {ns}: move the rule to namespace {key[0]} (exported to "
