@@ -142,9 +142,10 @@ def namespace_match(ns: str, pattern: str) -> bool:
 
 @analyzer(id="config.authz-targets", title="Policies select workloads, name real namespaces, target their own",
           section=TARGET, codes=("IST0127", "IST0101", "MB0002", "MB0003"),
-          needs=lambda istio: (AUTHORIZATION_POLICIES, PODS, NAMESPACES, EVERY_NAMESPACE),
-          reads=lambda istio: (MeshConfig(istio.namespace), SERVICES_T, K8S_GATEWAYS, SERVICE_ENTRIES,
-                               REQUEST_AUTHENTICATIONS, TELEMETRIES),
+          needs=lambda istio: (AUTHORIZATION_POLICIES, PODS, NAMESPACES),
+          # the same listing as NAMESPACES (a failure errors as it would), with kube-system & co.: not counted twice
+          reads=lambda istio: (EVERY_NAMESPACE, MeshConfig(istio.namespace), SERVICES_T, K8S_GATEWAYS,
+                               SERVICE_ENTRIES, REQUEST_AUTHENTICATIONS, TELEMETRIES),
           signatures=("IST0127", "NoMatchingWorkloadsFound", "AuthorizationPolicy", "RBAC: access denied",
                       "source.namespaces", "selector", "MB0002", "MB0003", "targetRefs"))
 def authz_targets(snap: Snapshot):
