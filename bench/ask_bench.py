@@ -2,7 +2,8 @@
 
     python bench/ask_bench.py [--set PATH]... [--guide PATH_OR_URL]... [-v]
 
-Question files (`--set`, default the tuning set tests/data/ask_eval.yaml) hold
+Question files (`--set`, default every file of knowledge/questions/, the labelled questions the index
+learns from: each is scored on indexes built without it) hold
 `questions: [{q, expect, kind}]`; `expect` is a section id, or null for a
 question no guide answers.  Each set is scored four ways: with built-in knowledge
 only (no guide configured), the old guide alone, the modern one alone, and both
@@ -30,9 +31,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from knowledge import asked as labelled  # noqa: E402
 from knowledge import load_index  # noqa: E402
-
-TUNING = ROOT / "tests" / "data" / "ask_eval.yaml"
 
 
 def shared_guides() -> Path:
@@ -106,6 +106,10 @@ def build(guides: list[str]) -> tuple[object, float]:
     return index, statistics.median(runs)
 
 
+def learned_from(path: str) -> bool:
+    return Path(path).resolve() in {p.resolve() for p in labelled.FILES}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", dest="sets", metavar="PATH",
@@ -123,11 +127,15 @@ def main(argv=None) -> int:
     for name, (_, ms) in built.items():
         print(f"index build, {name}: {ms:.0f} ms (median of 5)")
 
-    for path in args.sets or [str(TUNING)]:
+    for path in args.sets or [str(p) for p in labelled.FILES]:
         questions = yaml.safe_load(Path(path).read_text())["questions"]
-        print(f"\n{path}: {len(questions)} questions")
+        indexes = {name: index for name, (index, _) in built.items()}
+        if learned_from(path):  # its own questions are in the index: score it on indexes without them
+            without = labelled.load(exclude=[path])
+            indexes = {name: load_index(guides, asked=without) for name, guides in configs.items()}
+        print(f"\n{path}: {len(questions)} questions" + (" (left out of the index)" if learned_from(path) else ""))
         print(f"  {'index':<13} {'on':>4} {'top-1':>7} {'top-3':>7} {'off':>4} {'abstain':>7}")
-        for name, (index, _) in built.items():
+        for name, index in indexes.items():
             # One guide: only its questions are on topic. Both (or none: the built-in knowledge is the old
             # guide's, in meshbot's words): every question whose section the index has.
             one = len(configs[name]) == 1

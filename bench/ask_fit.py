@@ -3,7 +3,9 @@
     python bench/ask_fit.py [--set PATH]... [--target 0.98] [--folds 5] [--repeats 10]
 
 Features are `Index.features` of each question's best section on each of the four indexes bench/ask_bench.py
-scores (built-in only, each guide alone, both), a row per index where the question counts as it does there.
+scores (built-in only, each guide alone, both), a row per index where the question counts as it does there;
+each file's questions are scored on indexes that leave that file's questions out (knowledge.asked), as a
+question nobody asked before meets the index.
 The label is whether the question is on topic (a guide section answers it): answering an on-topic question costs nothing
 even when the answer is wrong (abstaining misses it too), answering an off-topic one is the error.  The model
 is a logistic regression (class-balanced, L2 on standardised features, plain gradient descent: deterministic),
@@ -35,10 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ask_bench import shared_guides  # noqa: E402
+from knowledge import asked as labelled  # noqa: E402
 from knowledge import load_index  # noqa: E402
 from knowledge.index import DECISION  # noqa: E402
 
-SETS = [ROOT / "tests" / "data" / name for name in ("ask_eval.yaml", "ask_tune_blind.yaml", "ask_tune_blind2.yaml")]
+SETS = labelled.FILES
 KEYS = list(DECISION)
 MATCHED = 0.97  # the abstention at which methods are compared on their pooled out-of-fold margins
 
@@ -123,7 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.98, help="share of off-topic questions left unanswered")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--index", action="append", choices=["built-in", "old", "modern", "both"],
+    parser.add_argument("--index", action="append", choices=["built-in", "old", "modern", "both", "unlearned"],
                         help="only these indexes' rows (repeatable; default all four)")
     parser.add_argument("--keys", help="comma-separated features to fit on (default DECISION's)")
     parser.add_argument("--write", action="store_true", help="write the fitted weights into knowledge/index.py")
@@ -133,11 +136,15 @@ def main(argv=None) -> int:
     shared = shared_guides()
     old, new = str(shared / "istio-troubleshooting.md"), str(shared / "istio-common-problems")
     data = []
-    indexes = {"built-in": [], "old": [old], "modern": [new], "both": [old, new]}  # what bench/ask_bench.py scores
+    # What bench/ask_bench.py scores; "unlearned": both guides whose sections have no labelled questions (the
+    # unanswered ones still count), as a guide of a user's own meets the index.
+    indexes = {"built-in": [], "old": [old], "modern": [new], "both": [old, new], "unlearned": [old, new]}
     for name in args.index or list(indexes):
         guides = indexes[name]
-        data += [{**r, "index": name} for r in rows(load_index(guides), args.sets or SETS,
-                                                    one_guide=len(guides) == 1)]
+        for path in args.sets or SETS:  # each file scored on an index without its own questions (as a new one)
+            learned = labelled.load(exclude=[path])
+            index = load_index(guides, asked={None: learned[None]} if name == "unlearned" else learned)
+            data += [{**r, "index": name} for r in rows(index, [path], one_guide=len(guides) == 1)]
     ids = [r["id"] for r in data]
     x = np.array([[r["f"].get(k, 0.0) for k in KEYS] for r in data], float)
     y = np.array([r["expect"] is not None for r in data], float)

@@ -16,7 +16,7 @@ by bench/ask_fit.py.  A match's score is that model's confidence; 0.5 is the lin
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import bm25s
@@ -26,6 +26,7 @@ from rapidfuzz.distance import DamerauLevenshtein
 
 from handlers.markup import escape_mrkdwn
 
+from . import asked as asked_questions
 from . import builtin
 from .guide import DEFAULT_HOME, Block, Fetcher, Section, read_guide
 from .text import (
@@ -48,18 +49,23 @@ from .text import (
 # (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
 # tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
 DECISION = {
-    "score": 7.920,
-    "heading": 3.063,
-    "known": 1.398,
-    "unknown": -0.785,
-    "words": 1.986,
-    "how_to": -4.639,
-    "other_mesh": -7.301,
-    "missed": 0.331,
-    "missed_mass": -3.636,
-    "line": 3.855,
+    "score": 6.443,
+    "heading": 1.848,
+    "known": 2.962,
+    "unknown": -1.008,
+    "words": 1.491,
+    "how_to": 1.092,
+    "other_mesh": -7.629,
+    "missed": -0.286,
+    "missed_mass": -3.188,
+    "line": 1.391,
+    "learned": -3.988,
+    "asked": 8.063,
+    "gap": 1.087,
+    "unanswered": -8.828,
+    "how_to_score": -7.110,
 }
-DECISION_BIAS = -11.204
+DECISION_BIAS = -6.490
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
@@ -70,11 +76,12 @@ SUGGEST = 0.2  # with no confident answer, sections with this much coverage are 
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
 # The context (the headings above a section, its page's topic) says where it is, not what it answers.
+# Questions asked before (knowledge.asked) say in people's words what it answers, each in passing.
 FIELD_WEIGHTS = {"heading": 3, "subheadings": 2, "signatures": 2, "symptoms": 1, "context": 1, "body": 1,
-                 "commands": 1}
+                 "commands": 1, "asked": 1}
 # How much of a question word's information a section accounts for, by the field it is found in.
 COVER = {"heading": 1.0, "subheadings": 1.0, "signatures": 1.0, "symptoms": 1.0, "context": 0.5, "body": 0.7,
-         "commands": 0.7}
+         "commands": 0.7, "asked": 0.5}
 LONG_FIELDS = ("body", "commands")
 # A prose or code field longer than LONG terms covers a word by (LONG / its length) ** LONG_POWER less: a long
 # log dump or walkthrough has many words in passing, which say less about what the section answers.
@@ -131,7 +138,8 @@ class Match:
 
 
 class Index:
-    def __init__(self, sections: Sequence[Section]) -> None:
+    def __init__(self, sections: Sequence[Section], unanswered: Sequence[str] = ()) -> None:
+        """`unanswered`: questions asked before that no section answers (knowledge.asked)."""
         self.sections = list(sections)
         self.warnings: tuple[str, ...] = ()  # from load_index: parts of guides that could not be read
         self._by_id = {alias: s for s in self.sections for alias in s.aliases}
@@ -141,11 +149,18 @@ class Index:
         self._bm25.index(docs, show_progress=False)
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
+        # The guides' and meshbot's own words: what makes a question word known (and weighs it); words only
+        # earlier questions use ("someone", a service's name) rank and cover but do not make it on topic.
+        own = [set(terms(_document_text(s, own=True))) for s in self.sections]
+        self._own = set().union(*own)
+        self._own_df = {t: sum(t in o for o in own) for t in self._own}
         self._position = {s.id: i for i, s in enumerate(self.sections)}
         # Index.features: each symptom's terms; a section with none (a guide meshbot has no entries for) has its
         # heading and its checks' signatures of three words or more (an error line, not a metric name or port).
         self._lines = [[set(ts) for x in (s.symptoms or (s.title, *s.also_titles, *s.signatures))
                         if len(ts := terms(x)) >= (3 if x in s.signatures else 1)] for s in self.sections]
+        self._asked = [[set(terms(q)) for q in s.asked] for s in self.sections]
+        self._unanswered = [set(terms(q)) for q in unanswered]
         # Where each term occurs in each section: the best field's COVER share (heading beats body).
         self._cover = []
         for sec in self.sections:
@@ -171,7 +186,7 @@ class Index:
         self._spelling = {
             w: stem(w)
             for s in self.sections
-            for w in words(_document_text(s))
+            for w in words(_document_text(s, own=True))
             if len(w) >= 4 and w.isalpha() and w not in STOPWORDS
         }
 
@@ -232,9 +247,9 @@ class Index:
         heading = set(terms("\n".join((section.title, *section.also_titles))))
         heading_mass = sum(self._idf.get(t, 0.0) for t in heading) or 1.0
         have = self._doc_terms[self._position[section.id]]
-        missed = [self._idf[t] for t in info if t in self._vocab and t not in have
+        missed = [self._idf[t] for t in info if t in self._own and t not in have
                   and not any(x in have for x in SYNONYMS.get(t, ()))]
-        return {
+        out = {
             "score": score,
             "heading": sum(self._idf.get(t, 0.0) for t in heading if t in asked) / heading_mass,
             "known": sum(x for t, x in info.items() if self._known(t)) / total,
@@ -246,7 +261,25 @@ class Index:
             "missed": max(missed, default=0.0) / self._idf_unknown,
             "missed_mass": sum(missed) / total,
             "line": self._best_line(section, asked),
+            "learned": float(bool(self._asked[self._position[section.id]])),
+            "asked": self._nearest(self._asked[self._position[section.id]], asked),
+            "unanswered": self._nearest(self._unanswered, asked),
+            "gap": 1 - scored[i + 1][0] / score if i + 1 < len(scored) and score > 0 else 1.0,
         }
+        out["how_to_score"] = out["how_to"] * out["score"]  # a tutorial question needs a closer match
+        return out
+
+    def _nearest(self, questions: list[set[str]], asked: dict[str, float]) -> float:
+        """How alike the question and the most alike of `questions` are (IDF-weighted cosine of their terms)."""
+        mine = {t for t in asked if not _numeric(t)}
+        mass = math.sqrt(sum(self._info(t) ** 2 for t in mine)) or 1.0
+        best = 0.0
+        for other in questions:
+            shared = sum(self._idf.get(t, 0.0) ** 2 for t in mine & other)
+            if shared:
+                norm = math.sqrt(sum(self._idf.get(t, 0.0) ** 2 for t in other)) or 1.0
+                best = max(best, shared / (mass * norm))
+        return best
 
     def _best_line(self, section: Section, asked: dict[str, float]) -> float:
         """The largest share of one symptom's information (IDF mass) that the question names."""
@@ -263,13 +296,14 @@ class Index:
         return (answers_how_to(section.title) or not asks_how_to(question)) and not about_other_mesh(question)
 
     def _scored(self, question: str) -> list[tuple[float, Section]]:
-        weights, asked = self._query(question)
+        weights, asked, fixes = self._query(question)
         if not weights or not self.sections:
             return []
         known = {t: w for t, w in weights.items() if t in self._vocab}
         # Adjacent word pairs found in a section (a pasted error line, a heading's phrase) rank it higher;
         # they never count in the coverage below, so a pair the guides lack costs nothing.
-        known.update({p: PAIR_WEIGHT for p in _pairs(terms(clean_chat(question))) if p in self._vocab})
+        sequence = [fixes.get(t, t) for t in terms(clean_chat(question))]
+        known.update({p: PAIR_WEIGHT for p in _pairs(sequence) if p in self._vocab})
         raw = np.zeros(len(self.sections))
         for t, w in known.items():
             raw += w * self._bm25.get_scores([t])
@@ -295,8 +329,8 @@ class Index:
         scored.sort(key=lambda p: -p[0])
         return scored
 
-    def _query(self, question: str) -> tuple[dict[str, float], dict[str, float]]:
-        """The question's terms, weighted: (to rank with, what it asks for).
+    def _query(self, question: str) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+        """The question's terms, weighted: (to rank with, what it asks for, typo → the term it was taken for).
 
         What a question asks for, the measure of its coverage, is its own words: a corrected typo counts
         TYPO_WEIGHT, a common English word the guides never use COMMON_WEIGHT (it says little about the
@@ -305,6 +339,7 @@ class Index:
         """
         own: dict[str, float] = {}
         extra: dict[str, float] = {}
+        fixes: dict[str, str] = {}
         for chunk in clean_chat(question).split():
             in_path = chunk.count("/") >= 2  # in paths and URLs pasted from logs, unknown words are noise
             whole = words(chunk, camel=False)
@@ -315,8 +350,8 @@ class Index:
                 if len(w) < 2 or w in STOPWORDS:
                     continue
                 t, weight = stem(ABBREVIATIONS.get(w, w)), 1.0
-                if t in self._vocab or t in SYNONYMS:
-                    if (chat_word(w) or chat_word(t)) and self._df.get(t, 0) <= CHAT_DF:
+                if t in self._own or t in SYNONYMS:
+                    if (chat_word(w) or chat_word(t)) and self._own_df.get(t, 0) <= CHAT_DF:
                         weight = COMMON_WEIGHT
                 elif in_path or not w.isalpha():
                     continue
@@ -325,13 +360,14 @@ class Index:
                 elif english_word(w) and not (len(w) >= 4 and self._correct(w)):
                     weight = ENGLISH_WEIGHT
                 elif len(w) >= 4 and (fixed := self._correct(w)):
+                    fixes[t] = fixed
                     t, weight = fixed, TYPO_WEIGHT
                 own[t] = max(weight, own.get(t, 0.0))
         weights = {**extra, **own}
         for t in list(weights):
             for x in SYNONYMS.get(t, ()):
                 weights.setdefault(x, SYNONYM_WEIGHT)
-        return weights, own
+        return weights, own, fixes
 
     def _info(self, term: str) -> float:
         """A term's IDF; a word the guides lack but whose synonyms they use is as specific as those."""
@@ -341,7 +377,7 @@ class Index:
         return min(known) if known else self._idf_unknown
 
     def _known(self, term: str) -> bool:
-        return term in self._vocab or (any(x in self._vocab for x in SYNONYMS.get(term, ())))
+        return term in self._own or (any(x in self._own for x in SYNONYMS.get(term, ())))
 
     def _correct(self, word: str) -> str | None:
         edits = 1 if len(word) < 8 else 2
@@ -399,11 +435,14 @@ def fields(s: Section) -> dict[str, str]:
         "context": "\n".join(s.context),
         "body": "\n\n".join(b.words for b in s.blocks),
         "commands": "\n".join(s.code_blocks),
+        "asked": "\n".join(s.asked),
     }
 
 
-def _document_text(s: Section) -> str:
-    return "\n".join(text for name, text in fields(s).items() for _ in range(FIELD_WEIGHTS[name]) if text)
+def _document_text(s: Section, own: bool = False) -> str:
+    """Its fields, each repeated FIELD_WEIGHTS times; `own`: without the questions asked (their typos)."""
+    return "\n".join(text for name, text in fields(s).items() for _ in range(FIELD_WEIGHTS[name])
+                     if text and not (own and name == "asked"))
 
 
 def excerpt(section: Section, relevance=None, *, plain: bool = False, prose: bool = False) -> str:
@@ -489,8 +528,10 @@ def builtin_sections() -> list[Section]:
     return sections
 
 
-def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) -> list[Section]:
-    """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures.
+def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section],
+          asked: Mapping[str, Sequence[str]] | None = None) -> list[Section]:
+    """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures, and
+    the questions asked (section id or alias → questions) their own field.
 
     An entry joins the guide section of its id or of one of its aliases (the same problem in another guide),
     and its ids become the section's aliases.
@@ -507,7 +548,10 @@ def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section]) ->
             s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms) + titles,
                         aliases=s.aliases + tuple(ids))
         merged.append(s)
-    return _list_children([_with_checks(s) for s in merged + left])
+    asked = asked or {}
+    merged = [_with_checks(s) for s in merged + left]
+    merged = [replace(s, asked=tuple(q for i in (s.id, *s.aliases) for q in asked.get(i, ()))) for s in merged]
+    return _list_children(merged)
 
 
 def _with_checks(s: Section) -> Section:
@@ -553,6 +597,7 @@ def load_index(
     cache_dir: str | None = None,
     timeout: float | None = None,
     fetcher: Fetcher | None = None,
+    asked: Mapping[str, Sequence[str]] | None = None,
 ) -> Index:
     """Build an index from guides (paths or URLs) and the built-in knowledge.
 
@@ -560,7 +605,8 @@ def load_index(
     replaces `{{home}}` in guides; `base_urls` maps a guide source to the docs
     page its section links point at, when its front matter does not say.
     URL guides are cached in memory for the process, and in `cache_dir` when
-    given.  Raises GuideError with a message fit for the user.
+    given.  `asked` replaces the labelled questions (default: knowledge.asked.load(), every file).
+    Raises GuideError with a message fit for the user.
     """
     if fetcher is None and (cache_dir or timeout):
         fetcher = Fetcher(cache_dir=cache_dir, timeout=timeout or 10.0)
@@ -592,7 +638,9 @@ def load_index(
                     also_titles=first.also_titles + ((s.title,) if s.title != first.title else ()),
                     subheadings=first.subheadings + s.subheadings, context=first.context + s.context)
             # else a guide repeating its own heading: keep the first
-    index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else []))
+    asked = asked_questions.load() if asked is None else asked
+    index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else [], asked),
+                  asked.get(None, ()))
     index.warnings = tuple(warnings)
     return index
 

@@ -8,7 +8,7 @@ import yaml
 
 from knowledge.text import clean_chat
 
-EVAL = Path(__file__).parents[1] / "data" / "ask_eval.yaml"
+EVAL = Path(__file__).parents[2] / "knowledge" / "questions" / "ask_eval.yaml"
 DECORATIONS = {
     "mention": lambda q: f"<@U024BE7LH> {q}",
     "channel": lambda q: f"{q} <#C01ABCDEF|inc-mesh>",
