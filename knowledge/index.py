@@ -149,11 +149,6 @@ class Index:
         self._bm25.index(docs, show_progress=False)
         self._vocab = {t for doc in docs for t in doc}
         self._doc_terms = [set(doc) for doc in docs]
-        # The guides' and meshbot's own words: what makes a question word known (and weighs it); words only
-        # earlier questions use ("someone", a service's name) rank and cover but do not make it on topic.
-        own = [set(terms(_document_text(s, own=True))) for s in self.sections]
-        self._own = set().union(*own)
-        self._own_df = {t: sum(t in o for o in own) for t in self._own}
         self._position = {s.id: i for i, s in enumerate(self.sections)}
         # Index.features: each symptom's terms; a section with none (a guide meshbot has no entries for) has its
         # heading and its checks' signatures of three words or more (an error line, not a metric name or port).
@@ -163,8 +158,10 @@ class Index:
         self._unanswered = [set(terms(q)) for q in unanswered]
         # Where each term occurs in each section: the best field's COVER share (heading beats body).
         self._cover = []
+        own: list[set[str]] = []
         for sec in self.sections:
             place: dict[str, float] = {}
+            mine: set[str] = set()
             for name, text in fields(sec).items():
                 ts = terms(text)
                 share = COVER[name]
@@ -172,7 +169,17 @@ class Index:
                     share *= (LONG / len(ts)) ** LONG_POWER
                 for t in ts:
                     place[t] = max(place.get(t, 0.0), share)
+                if name != "asked":
+                    mine.update(ts)
             self._cover.append(place)
+            own.append(mine)
+        # The guides' and meshbot's own words: what makes a question word known (and weighs it); words only
+        # earlier questions use ("someone", a service's name) rank and cover but do not make it on topic.
+        self._own = set().union(*own)
+        self._own_df: dict[str, int] = {}
+        for mine in own:
+            for t in mine:
+                self._own_df[t] = self._own_df.get(t, 0) + 1
         n = len(docs)
         df: dict[str, int] = {}
         for doc in self._doc_terms:

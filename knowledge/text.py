@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 import snowballstemmer
 
@@ -151,7 +151,12 @@ def english_word(word: str) -> bool:
 
 def terms(text: str) -> list[str]:
     """Index terms of a text: words without stopwords, stemmed."""
-    return [stem(ABBREVIATIONS.get(w, w)) for w in words(text) if len(w) > 1 and w not in STOPWORDS]
+    return list(_terms(text))
+
+
+@lru_cache(maxsize=1 << 16)  # an index reads each line several times (fields, coverage, pairs)
+def _terms(text: str) -> tuple[str, ...]:
+    return tuple(stem(ABBREVIATIONS.get(w, w)) for w in words(text) if len(w) > 1 and w not in STOPWORDS)
 
 
 # Words people use for the things the guides name differently.  Each key

@@ -14,6 +14,7 @@ from knowledge import asked, load_index
 
 HOLDOUT = Path(__file__).with_name("ask_holdout.yaml")
 HELDOUT_BLIND = Path(__file__).with_name("ask_heldout_blind.yaml")
+VALIDATION = Path(__file__).with_name("ask_validation_blind7.yaml")
 BY_NAME = {p.name: p for p in asked.FILES}
 
 
@@ -50,7 +51,10 @@ def test_held_out_questions_are_never_learned_from():
     held = {q["q"] for path in (HOLDOUT, HELDOUT_BLIND) for q in yaml.safe_load(path.read_text())["questions"]}
     learned = {q["q"] for path in asked.FILES for q in asked.read(path)}
     assert held and not held & learned
-    assert not {p.resolve() for p in asked.FILES} & {HOLDOUT.resolve(), HELDOUT_BLIND.resolve()}
+    # the validation set's writer pasted one stock webhook error that an earlier writer pasted too
+    validation = {q["q"] for q in yaml.safe_load(VALIDATION.read_text())["questions"]}
+    assert len(validation & learned) <= 1
+    assert not {p.resolve() for p in asked.FILES} & {HOLDOUT.resolve(), HELDOUT_BLIND.resolve(), VALIDATION.resolve()}
 
 
 def test_every_labelled_section_exists(both_index):
