@@ -8,7 +8,8 @@ learns from: each is scored on indexes built without it) hold
 question no guide answers.  Each set is scored four ways: with built-in knowledge
 only (no guide configured), the old guide alone, the modern one alone, and both
 (what the bot runs with both configured); only the questions whose expected
-section the index has count as on topic.  Top-1 counts confident answers only;
+section the index has count as on topic; a fifth row, "unlearned", is both guides with no labelled question on
+their sections (how a guide of a user's own is ranked).  Top-1 counts confident answers only;
 top-3 counts the expected section among the (up to) three sections shown, the
 confident answers or else the "not sure" suggestions.
 With both, the on-topic figures are also split by the guide of the expected
@@ -97,11 +98,20 @@ def _pct(x) -> str:
     return "   n/a" if x is None else f"{x:6.1%}"
 
 
-def build(guides: list[str]) -> tuple[object, float]:
+UNLEARNED = "unlearned"  # both guides, no labelled question on a section: how a guide of a user's own is ranked
+
+
+def learned(name: str, exclude=()) -> dict:
+    """The labelled questions an index of `name` gets: none on sections for UNLEARNED (off-topic ones kept)."""
+    questions = labelled.load(exclude=exclude)
+    return {None: questions.get(None, ())} if name == UNLEARNED else questions
+
+
+def build(name: str, guides: list[str]) -> tuple[object, float]:
     runs = []
     for _ in range(5):
         started = time.perf_counter()
-        index = load_index(guides)
+        index = load_index(guides, asked=learned(name))
         runs.append(1000 * (time.perf_counter() - started))
     return index, statistics.median(runs)
 
@@ -122,8 +132,9 @@ def main(argv=None) -> int:
         configs = {"given": args.guide}
     else:
         old, new = str(shared / "istio-troubleshooting.md"), str(shared / "istio-common-problems")
-        configs = {"built-in only": [], "old guide": [old], "modern guide": [new], "both guides": [old, new]}
-    built = {name: build(guides) for name, guides in configs.items()}
+        configs = {"built-in only": [], "old guide": [old], "modern guide": [new], "both guides": [old, new],
+                   UNLEARNED: [old, new]}
+    built = {name: build(name, guides) for name, guides in configs.items()}
     for name, (_, ms) in built.items():
         print(f"index build, {name}: {ms:.0f} ms (median of 5)")
 
@@ -131,8 +142,7 @@ def main(argv=None) -> int:
         questions = yaml.safe_load(Path(path).read_text())["questions"]
         indexes = {name: index for name, (index, _) in built.items()}
         if learned_from(path):  # its own questions are in the index: score it on indexes without them
-            without = labelled.load(exclude=[path])
-            indexes = {name: load_index(guides, asked=without) for name, guides in configs.items()}
+            indexes = {name: load_index(guides, asked=learned(name, exclude=[path])) for name, guides in configs.items()}
         print(f"\n{path}: {len(questions)} questions" + (" (left out of the index)" if learned_from(path) else ""))
         print(f"  {'index':<13} {'on':>4} {'top-1':>7} {'top-3':>7} {'off':>4} {'abstain':>7}")
         for name, index in indexes.items():
@@ -147,7 +157,7 @@ def main(argv=None) -> int:
             r = evaluate(index, asked, args.verbose)
             print(f"  {name:<13} {r['on_topic']:>4} {_pct(r['top1'])} {_pct(r['top3'])} {r['off_topic']:>4} "
                   f"{_pct(r['abstained'])}")
-            if len(configs[name]) == 2:
+            if len(configs[name]) == 2 and name != UNLEARNED:
                 for guide, (t1, t3, n) in r["per_guide"].items():
                     print(f"    {guide:<24} {n:>4} {_pct(t1)} {_pct(t3)}")
                 times = sorted(r["times"])

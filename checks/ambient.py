@@ -12,7 +12,7 @@ AuthorizationPolicy need a waypoint, bound with `istio.io/use-waypoint`, whose b
 
 from __future__ import annotations
 
-from checks.analyzers.policy import http_fields
+from checks.analyzers.policy import ztunnel_http_fields
 from checks.detect import (
     ALL_NAMESPACES,
     ALL_PODS,
@@ -211,16 +211,18 @@ def hbone_policy(ctx: Context):
 
 
 def _waypoint_of(pod: dict, ns_labels: dict, services: list[dict]) -> str | None:
-    """The waypoint a pod's traffic goes through: pod label, then a Service selecting it, then its namespace."""
+    """The waypoint a pod's traffic goes through: pod label, then a Service selecting it, then its namespace; the
+    first `istio.io/use-waypoint` found decides, and `none` opts out."""
     ns = pod["metadata"]["namespace"]
-    if labels(pod).get("istio.io/use-waypoint"):
-        return labels(pod)["istio.io/use-waypoint"]
-    for svc in services:
+    found = labels(pod).get("istio.io/use-waypoint")
+    for svc in services if not found else ():
         selector = (svc.get("spec") or {}).get("selector") or {}
         if svc["metadata"]["namespace"] == ns and selector and _selects({"matchLabels": selector}, pod) \
                 and labels(svc).get("istio.io/use-waypoint"):
-            return labels(svc)["istio.io/use-waypoint"]
-    return ns_labels.get(ns, {}).get("istio.io/use-waypoint")
+            found = labels(svc)["istio.io/use-waypoint"]
+            break
+    found = found or ns_labels.get(ns, {}).get("istio.io/use-waypoint")
+    return None if found == "none" else found
 
 
 def _conditions(obj: dict) -> dict[str, dict]:
@@ -233,29 +235,38 @@ def _conditions(obj: dict) -> dict[str, dict]:
        signatures=("waypoint", "istio.io/use-waypoint", "istio.io/WaypointBound", "WaypointIsNotReady",
                    "ZtunnelAccepted", "UnsupportedValue", "istio-waypoint", "AuthorizationPolicy"))
 def waypoints(ctx: Context):
-    """An AuthorizationPolicy with HTTP fields that selects ambient pods is enforced by ztunnel at L4 only unless a
-    waypoint serves them: ztunnel drops the HTTP parts (an ALLOW gets stricter, a DENY broader). A waypoint is a
-    Gateway of class istio-waypoint; istiod reports its binding on each Service (`istio.io/WaypointBound`) and its
-    readiness as the Gateway's `Programmed` condition."""
+    """An AuthorizationPolicy with HTTP fields that ambient pods' ztunnel enforces (bound by selector, or namespace-
+    wide) cannot be enforced as written, waypoint or not: ztunnel reads no HTTP and turns the rule into a DENY. Only
+    targetRefs to a waypoint (a Gateway of class istio-waypoint) or to its Services hand a policy to the waypoint.
+    istiod reports each Service's binding (`istio.io/WaypointBound`) and a waypoint's readiness as the Gateway's
+    `Programmed` condition."""
     if _no_ambient(ctx):
         return skipped("no pod is enrolled in ambient mode and no ztunnel runs")
     ns_labels = namespace_labels(ctx.get(ALL_NAMESPACES))
     services = ctx.get(Objects(SERVICES))
     enrolled = _enrolled(ctx)
     hard, evidence, bare_namespaces, waypoint_namespaces = [], [], [], []
+    retarget: list[tuple[str, str, str]] = []  # (namespace, policy, waypoint) for a policy whose pods have one
     for policy in first_served(ctx, AUTHORIZATION_POLICIES):
-        fields = http_fields(policy)  # one reading of HTTP-only fields, shared with config.ambient-policies
+        fields = ztunnel_http_fields(policy)  # the one rule, shared with config.ambient-policies
+        if not fields:
+            continue
         spec = policy.get("spec") or {}
-        if not fields or spec.get("targetRefs") or spec.get("targetRef"):
-            continue  # bound to a waypoint (or a gateway) by targetRefs: the waypoint enforces it
-        hit = [p for p in enrolled if p["metadata"]["namespace"] == policy["metadata"]["namespace"]
-               and _selects(spec.get("selector"), p)]
-        bare = [p for p in hit if not _waypoint_of(p, ns_labels, services)]
-        if bare:
-            bare_namespaces.append(policy["metadata"]["namespace"])
-            hard.append(f"AuthorizationPolicy {name_of(policy)} uses HTTP fields ({', '.join(fields)}) on"
-                        f" {len(bare)} ambient pod(s) with no waypoint ({name_of(bare[0])}, ...): ztunnel enforces"
-                        " it at L4 only, without those fields")
+        ns = policy["metadata"]["namespace"]
+        hit = [p for p in enrolled if p["metadata"]["namespace"] == ns and _selects(spec.get("selector"), p)]
+        if not hit:
+            continue
+        served = {w for p in hit if (w := _waypoint_of(p, ns_labels, services))}
+        bound = "by selector" if spec.get("selector") else "namespace-wide"
+        hard.append(f"AuthorizationPolicy {name_of(policy)} uses HTTP fields ({', '.join(fields)}) and is bound"
+                    f" {bound}: ztunnel enforces it on {len(hit)} ambient pod(s) ({name_of(hit[0])}, ...) and turns"
+                    " the HTTP rules into a DENY; "
+                    + (f"their waypoint ({', '.join(sorted(served))}) only enforces policies attached by targetRefs"
+                       if served else "no waypoint serves them"))
+        if served:
+            retarget.append((ns, policy["metadata"]["name"], sorted(served)[0]))
+        else:
+            bare_namespaces.append(ns)
         accepted = _conditions(policy).get("ZtunnelAccepted")
         if accepted and accepted.get("reason") == "UnsupportedValue":
             evidence.append(f"AuthorizationPolicy {name_of(policy)}: ZtunnelAccepted {accepted.get('message', '')}")
@@ -295,7 +306,10 @@ def waypoints(ctx: Context):
            "{.status.conditions[?(@.type==\"istio.io/WaypointBound\")].reason}{\"\\n\"}{end}'\n")
     if bare_namespaces:
         fix += (f"# give the namespace a waypoint and bind it:\nistioctl waypoint apply -n {bare_namespaces[0]}"
-                " --enroll-namespace\n# or move the HTTP fields to a policy with targetRefs to the waypoint")
+                " --enroll-namespace\n# then attach the policy to it with targetRefs instead of a selector\n")
+    for ns, policy, waypoint in retarget[:1]:
+        fix += (f"kubectl -n {ns} edit authorizationpolicy {policy}   # replace spec.selector with\n"
+                f"#   targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: {waypoint}}}]\n")
     for ns, wanted in missing[:1]:
         fix += f"istioctl waypoint apply -n {ns} --name {wanted} --wait   # the waypoint the label names\n"
     for ns in waypoint_namespaces[:1]:

@@ -67,7 +67,8 @@ def _labels(obj: dict) -> dict:
     return (obj.get("metadata") or {}).get("labels") or {}
 
 
-def _simple_selector(text: str) -> dict:
+def equality_selector(text: str) -> dict:
+    """A scenario's `k=v,k2=v2` label selector as a dict (equality terms only)."""
     return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
 
 
@@ -252,12 +253,12 @@ def apply(scenario, spec: dict, nodes: list[str], data_dir) -> None:
             body = json.dumps(entry["json"])
         elif "body" in entry:
             body = str(entry["body"])
-        state.overrides.append(Override(ns, _simple_selector(selector), str(entry["port"]),
+        state.overrides.append(Override(ns, equality_selector(selector), str(entry["port"]),
                                         str(entry.get("path", "")).lstrip("/"), entry.get("status"), body,
                                         list(entry.get("edits") or []), entry.get("node")))
     for entry in spec.get("logs") or []:
         if entry.get("previous"):
-            state.previous_logs.append((entry["namespace"], _simple_selector(entry.get("selector", "")),
+            state.previous_logs.append((entry["namespace"], equality_selector(entry.get("selector", "")),
                                         entry["container"], list(entry.get("lines") or [])))
     _prometheus_targets(scenario)
 
@@ -1038,7 +1039,7 @@ def covers(pods: str, pod: dict) -> bool:
     """Whether a scenario's ``pods: ns | ns/k=v,k2=v2 | "*"`` takes in this pod."""
     ns, _, selector = str(pods).partition("/")
     return ns in ("*", pod["metadata"]["namespace"]) and all(
-        _labels(pod).get(k) == v for k, v in _simple_selector(selector).items())
+        _labels(pod).get(k) == v for k, v in equality_selector(selector).items())
 
 
 def _relabel(labels: dict, rules: list[dict]) -> dict | None:

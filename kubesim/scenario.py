@@ -249,7 +249,8 @@ def build(name: str, spec: dict) -> Scenario:
         key = _proxy_key(entry)
         scenario.proxies[key] = _payload(entry, scenario.proxies.get(key))
     for entry in [e for e in spec.get("logs") or [] if not e.get("previous")]:  # previous: see kubesim.modern
-        scenario.logs.append(LogRule(entry["namespace"], _selector(entry.get("selector", "")), entry["container"],
+        selector = modern.equality_selector(entry.get("selector", ""))
+        scenario.logs.append(LogRule(entry["namespace"], selector, entry["container"],
                                      list(entry.get("lines") or []), entry.get("node")))
     if spec.get("rbac"):
         scenario.rbac = ClusterRole.load(Path(__file__).resolve().parents[1] / spec["rbac"])
@@ -284,10 +285,6 @@ def _managed_fields(pod: dict) -> None:
         {"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kubelet", "operation": "Update",
          "subresource": "status", "time": when, "fieldsV1": {"f:status": _field_set(pod.get("status") or {})}},
     ]
-
-
-def _selector(text: str) -> dict:
-    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
 
 
 def _find(store: Store, kind: str, name: str, namespace: str | None):

@@ -273,6 +273,13 @@ def target_refs(obj: dict) -> list[tuple[str, dict]]:
     return refs + [(f"spec.targetRefs[{i}]", r) for i, r in enumerate(s.get("targetRefs") or [])]
 
 
+def ztunnel_http_fields(ap: dict) -> list[str]:
+    """The HTTP-only fields of a policy that ztunnel enforces: one bound by selector or namespace-wide (no
+    targetRefs), waypoint or not (istio.io's ambient L7 docs). ztunnel cannot read HTTP, so it fails closed: the
+    rule becomes a DENY. Only targetRefs to a waypoint or its Services put a policy on the waypoint."""
+    return [] if target_refs(ap) else http_fields(ap)
+
+
 def waypoint_of(obj: dict, ns_default: str) -> tuple[str, str] | None:
     lab = labels_of(obj)
     wp = lab.get("istio.io/use-waypoint")
@@ -323,9 +330,7 @@ def ambient_policies(snap: Snapshot):
                           evidence=(f"metadata.labels istio.io/use-waypoint={wp[1]}",))
     for ap in snap[AUTHORIZATION_POLICIES].items:
         ns = namespace_of(ap)
-        if ns not in ambient or target_refs(ap):
-            continue
-        fields = http_fields(ap)
+        fields = ztunnel_http_fields(ap) if ns in ambient else []
         if not fields:
             continue
         action = spec(ap).get("action") or "ALLOW"
