@@ -6,13 +6,15 @@ How ambient works, as these checks read it (istio/istio and istio/ztunnel at 1.2
 network namespace, writes `ambient.istio.io/redirection: enabled` on it and hands it to the node's ztunnel,
 which counts it in `workload_manager_active_proxy_count` (15020/metrics). Traffic between ambient pods is HBONE
 on port 15008, so a NetworkPolicy must admit 15008. ztunnel enforces L4 only: HTTP fields of an
-AuthorizationPolicy need a waypoint, bound with `istio.io/use-waypoint`, whose binding istiod reports as the
-`istio.io/WaypointBound` condition on the Service and whose readiness is the Gateway's `Programmed` condition.
+AuthorizationPolicy need a waypoint, bound with `istio.io/use-waypoint`, and the policy attached to it by
+targetRefs; istiod reports the binding as the `istio.io/WaypointBound` condition on the Service, the waypoint's
+readiness as the Gateway's `Programmed` condition.
 """
 
 from __future__ import annotations
 
-from checks.analyzers.policy import ztunnel_http_fields
+from checks.analyzers.policy import ztunnel_http
+from checks.analyzers.snapshot import MeshConfig, root_namespace
 from checks.detect import (
     ALL_NAMESPACES,
     ALL_PODS,
@@ -229,9 +231,10 @@ def _conditions(obj: dict) -> dict[str, dict]:
     return {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
-@check(id="ambient.waypoints", title="L7 policy has a waypoint, and waypoints are bound and ready",
+@check(id="ambient.waypoints", title="L7 policy is attached to a waypoint, and waypoints are bound and ready",
        section="ensure-proxies-enforce-policies-correctly", generations=ISTIOD,
-       inputs=lambda istio: (ALL_PODS, ALL_NAMESPACES, Objects(SERVICES), GATEWAYS) + AUTHORIZATION_POLICIES,
+       inputs=lambda istio: (ALL_PODS, ALL_NAMESPACES, Objects(SERVICES), GATEWAYS, MeshConfig(istio.namespace))
+       + AUTHORIZATION_POLICIES,
        signatures=("waypoint", "istio.io/use-waypoint", "istio.io/WaypointBound", "WaypointIsNotReady",
                    "ZtunnelAccepted", "UnsupportedValue", "istio-waypoint", "AuthorizationPolicy"))
 def waypoints(ctx: Context):
@@ -246,25 +249,33 @@ def waypoints(ctx: Context):
     services = ctx.get(Objects(SERVICES))
     enrolled = _enrolled(ctx)
     hard, evidence, bare_namespaces, waypoint_namespaces = [], [], [], []
-    retarget: list[tuple[str, str, str]] = []  # (namespace, policy, waypoint) for a policy whose pods have one
+    retarget: list[tuple[str, str, str]] = []  # (namespace, policy, targetRefs) for a policy whose pods have one
+    mesh_wide: list[str] = []  # root-namespace policies with HTTP fields
+    root = root_namespace(ctx.maybe(MeshConfig(ctx.istio.namespace), {}) or {})
     for policy in first_served(ctx, AUTHORIZATION_POLICIES):
-        fields = ztunnel_http_fields(policy)  # the one rule, shared with config.ambient-policies
+        fields, hit = ztunnel_http(policy, enrolled, root)  # the one rule, shared with config.ambient-policies
         if not fields:
             continue
         spec = policy.get("spec") or {}
         ns = policy["metadata"]["namespace"]
-        hit = [p for p in enrolled if p["metadata"]["namespace"] == ns and _selects(spec.get("selector"), p)]
-        if not hit:
-            continue
         served = {w for p in hit if (w := _waypoint_of(p, ns_labels, services))}
-        bound = "by selector" if spec.get("selector") else "namespace-wide"
+        bound = ("by selector" if (spec.get("selector") or {}).get("matchLabels") else
+                 "mesh-wide (root namespace)" if ns == root else "namespace-wide")
         hard.append(f"AuthorizationPolicy {name_of(policy)} uses HTTP fields ({', '.join(fields)}) and is bound"
                     f" {bound}: ztunnel enforces it on {len(hit)} ambient pod(s) ({name_of(hit[0])}, ...) and turns"
                     " the HTTP rules into a DENY; "
                     + (f"their waypoint ({', '.join(sorted(served))}) only enforces policies attached by targetRefs"
                        if served else "no waypoint serves them"))
-        if served:
-            retarget.append((ns, policy["metadata"]["name"], sorted(served)[0]))
+        if ns == root:
+            mesh_wide.append(policy["metadata"]["name"])
+        elif served:
+            # targetRefs to the Services of the selected pods keep the policy's scope (the whole waypoint widens it)
+            fronting = sorted({name for svc in services if (name := svc["metadata"]["name"]) and
+                               svc["metadata"]["namespace"] == ns and (svc.get("spec") or {}).get("selector") and
+                               any(_selects({"matchLabels": svc["spec"]["selector"]}, p) for p in hit)})
+            refs = ", ".join(f'{{kind: Service, group: "", name: {n}}}' for n in fronting[:3]) if fronting else \
+                f"{{kind: Gateway, group: gateway.networking.k8s.io, name: {sorted(served)[0]}}}"
+            retarget.append((ns, policy["metadata"]["name"], refs))
         else:
             bare_namespaces.append(ns)
         accepted = _conditions(policy).get("ZtunnelAccepted")
@@ -307,16 +318,19 @@ def waypoints(ctx: Context):
     if bare_namespaces:
         fix += (f"# give the namespace a waypoint and bind it:\nistioctl waypoint apply -n {bare_namespaces[0]}"
                 " --enroll-namespace\n# then attach the policy to it with targetRefs instead of a selector\n")
-    for ns, policy, waypoint in retarget[:1]:
-        fix += (f"kubectl -n {ns} edit authorizationpolicy {policy}   # replace spec.selector with\n"
-                f"#   targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: {waypoint}}}]\n")
+    for policy in mesh_wide[:1]:
+        fix += (f"kubectl -n {root} edit authorizationpolicy {policy}   # keep mesh-wide rules L4 only; move the HTTP"
+                " rules to\n#   a policy in each namespace with targetRefs to its waypoint\n")
+    for ns, policy, refs in retarget[:1]:
+        fix += (f"kubectl -n {ns} edit authorizationpolicy {policy}   # drop spec.selector, add\n"
+                f"#   targetRefs: [{refs}]\n")
     for ns, wanted in missing[:1]:
         fix += f"istioctl waypoint apply -n {ns} --name {wanted} --wait   # the waypoint the label names\n"
     for ns in waypoint_namespaces[:1]:
         fix += f"kubectl -n {ns} describe pods -l gateway.networking.k8s.io/gateway-class-name={WAYPOINT_CLASS}"
     if hard:
         return failed(hard[0], hard[1:MAX_EVIDENCE] + evidence, fix.rstrip())
-    return passed("no L7 policy lacks a waypoint, and every waypoint is bound and ready", *evidence)
+    return passed("no L7 policy is left to ztunnel, and every waypoint is bound and ready", *evidence)
 
 
 @check(id="security.mtls-plaintext", title="STRICT servers refuse no plaintext client",

@@ -4,6 +4,7 @@ nor its status conditions: HTTP fields ztunnel cannot enforce, targetRefs that m
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 
 from checks.analyzers import Finding, Snapshot, analyzer
 from checks.analyzers.snapshot import (
@@ -273,11 +274,18 @@ def target_refs(obj: dict) -> list[tuple[str, dict]]:
     return refs + [(f"spec.targetRefs[{i}]", r) for i, r in enumerate(s.get("targetRefs") or [])]
 
 
-def ztunnel_http_fields(ap: dict) -> list[str]:
-    """The HTTP-only fields of a policy that ztunnel enforces: one bound by selector or namespace-wide (no
-    targetRefs), waypoint or not (istio.io's ambient L7 docs). ztunnel cannot read HTTP, so it fails closed: the
-    rule becomes a DENY. Only targetRefs to a waypoint or its Services put a policy on the waypoint."""
-    return [] if target_refs(ap) else http_fields(ap)
+def ztunnel_http(ap: dict, ambient_pods: Iterable[dict], root: str) -> tuple[list[str], list[dict]]:
+    """(its HTTP-only fields, the ambient pods whose ztunnel enforces it) for a policy that uses HTTP fields and is
+    bound by selector, namespace-wide or mesh-wide (root namespace), waypoint or not (istio.io's ambient L7 docs);
+    ([], []) otherwise. ztunnel cannot read HTTP, so it fails closed: the rule becomes a DENY. Only targetRefs to a
+    waypoint or its Services put a policy on the waypoint."""
+    fields = [] if target_refs(ap) else http_fields(ap)
+    if not fields:
+        return [], []
+    ns, match = namespace_of(ap), (spec(ap).get("selector") or {}).get("matchLabels") or {}
+    pods = [p for p in ambient_pods if ns in (root, namespace_of(p))
+            and all(labels_of(p).get(k) == v for k, v in match.items())]
+    return (fields, pods) if pods else ([], [])
 
 
 def waypoint_of(obj: dict, ns_default: str) -> tuple[str, str] | None:
@@ -293,7 +301,8 @@ def _ambient_inputs(istio):
 
 
 def _ambient_reads(istio):
-    return AUTHORIZATION_POLICIES, REQUEST_AUTHENTICATIONS, TELEMETRIES, K8S_GATEWAYS, SERVICE_ENTRIES
+    return (AUTHORIZATION_POLICIES, REQUEST_AUTHENTICATIONS, TELEMETRIES, K8S_GATEWAYS, SERVICE_ENTRIES,
+            MeshConfig(istio.namespace))
 
 
 @analyzer(id="config.ambient-policies", title="Ambient policies can be enforced where they are attached",
@@ -301,15 +310,16 @@ def _ambient_reads(istio):
           needs=_ambient_inputs, reads=_ambient_reads,
           signatures=("MB0001", "MB0004", "ztunnel", "waypoint", "istio.io/use-waypoint", "L7 policy"))
 def ambient_policies(snap: Snapshot):
-    """In ambient mode ztunnel enforces only L4: an AuthorizationPolicy bound by selector (or namespace-wide) in an
-    ambient namespace that uses HTTP attributes is not enforced as written; it needs a waypoint and targetRefs to
-    it. The istio.io/use-waypoint label must name a waypoint that exists."""
+    """In ambient mode ztunnel enforces only L4: an AuthorizationPolicy that uses HTTP attributes and is bound by
+    selector, namespace-wide or mesh-wide (root namespace) to ambient pods is enforced by their ztunnel, waypoint
+    or not, and fails closed; it needs targetRefs to the waypoint or its Services. The istio.io/use-waypoint label
+    must name a waypoint that exists."""
     namespaces, services, gateways = snap[NAMESPACES], snap[SERVICES_T], snap[K8S_GATEWAYS]
     entries = snap[SERVICE_ENTRIES]
     waypoints = {(namespace_of(g), name(g)) for g in gateways.items
                  if spec(g).get("gatewayClassName") == WAYPOINT_CLASS}
-    ambient = {name(n) for n in namespaces.items if ambient_namespace(n)}
-    ambient |= {namespace_of(p) for p in snap[PODS].items if ambient_pod(p)}
+    ambient_ns = {name(n) for n in namespaces.items if ambient_namespace(n)}
+    ambient_pods = [p for p in snap[PODS].items if ambient_pod(p) or namespace_of(p) in ambient_ns]
     bound: dict[str, tuple[str, str]] = {}  # namespace → a waypoint its namespace or one of its Services uses
     for obj, kind in [(n, "Namespace") for n in namespaces.items] + [(s, "Service") for s in services.items] + \
             [(e, "ServiceEntry") for e in entries.items]:
@@ -328,9 +338,10 @@ def ambient_policies(snap: Snapshot):
                           "NS:.metadata.namespace,NAME:.metadata.name,CLASS:.spec.gatewayClassName",
                           refs=(f"Gateway {wp[0]}/{wp[1]}",),
                           evidence=(f"metadata.labels istio.io/use-waypoint={wp[1]}",))
+    root = root_namespace(snap.value(MeshConfig(snap.istio.namespace), {}) or {})
     for ap in snap[AUTHORIZATION_POLICIES].items:
         ns = namespace_of(ap)
-        fields = ztunnel_http_fields(ap) if ns in ambient else []
+        fields, _ = ztunnel_http(ap, ambient_pods, root)
         if not fields:
             continue
         action = spec(ap).get("action") or "ALLOW"
@@ -338,7 +349,9 @@ def ambient_policies(snap: Snapshot):
                   "DENY": "the HTTP conditions are dropped, so the rule denies every request it matches at L4",
                   }.get(action, "they are ignored")
         wp = bound.get(ns)
-        fix = (f"kubectl -n {ns} edit authorizationpolicy {name(ap)}   # replace spec.selector with\n"
+        fix = (f"kubectl -n {ns} edit authorizationpolicy {name(ap)}   # keep mesh-wide rules L4 only; move the"
+               " HTTP rules to\n#   a policy in each namespace with targetRefs to its waypoint" if ns == root else
+               f"kubectl -n {ns} edit authorizationpolicy {name(ap)}   # replace spec.selector with\n"
                f"#   targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: {wp[1]}}}]" if wp else
                f"istioctl waypoint apply -n {ns} --enroll-namespace --wait\n"
                f"kubectl -n {ns} edit authorizationpolicy {name(ap)}   # replace spec.selector with\n"
