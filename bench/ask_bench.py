@@ -3,9 +3,10 @@
     python bench/ask_bench.py [--set PATH]... [--guide PATH_OR_URL]... [-v]
 
 Question files (`--set`, default every file of knowledge/questions/, the labelled questions the index
-learns from: each is scored on indexes built without it) hold
+learns from: each is scored on indexes built without its questions, though the decision's weights were fit
+on all of them) hold
 `questions: [{q, expect, kind}]`; `expect` is a section id, or null for a
-question no guide answers.  Each set is scored four ways: with built-in knowledge
+question no guide answers.  Each set is scored on five indexes: with built-in knowledge
 only (no guide configured), the old guide alone, the modern one alone, and both
 (what the bot runs with both configured); only the questions whose expected
 section the index has count as on topic; a fifth row, "unlearned", is both guides with no labelled question on
@@ -32,8 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from knowledge import asked as labelled  # noqa: E402
-from knowledge import load_index  # noqa: E402
+from knowledge import labelled, load_index  # noqa: E402
 
 
 def shared_guides() -> Path:
@@ -111,9 +111,20 @@ def build(name: str, guides: list[str]) -> tuple[object, float]:
     runs = []
     for _ in range(5):
         started = time.perf_counter()
-        index = load_index(guides, asked=learned(name))
+        index = load_index(guides, questions=learned(name))
         runs.append(1000 * (time.perf_counter() - started))
     return index, statistics.median(runs)
+
+
+NEAR_COPY = 0.95
+
+
+def near_copies(index, questions) -> float:
+    """The share of questions one of the index's labelled questions says almost word for word (`Index._nearest`):
+    writers reading the same guides write some questions alike, and those are easy."""
+    labelled_questions = [q for qs in index._asked for q in qs] + index._unanswered
+    return sum(index._nearest(labelled_questions, index._query(q["q"])[1]) >= NEAR_COPY
+               for q in questions) / max(1, len(questions))
 
 
 def learned_from(path: str) -> bool:
@@ -142,7 +153,8 @@ def main(argv=None) -> int:
         questions = yaml.safe_load(Path(path).read_text())["questions"]
         indexes = {name: index for name, (index, _) in built.items()}
         if learned_from(path):  # its own questions are in the index: score it on indexes without them
-            indexes = {name: load_index(guides, asked=learned(name, exclude=[path])) for name, guides in configs.items()}
+            indexes = {name: load_index(guides, questions=learned(name, exclude=[path]))
+                       for name, guides in configs.items()}
         print(f"\n{path}: {len(questions)} questions" + (" (left out of the index)" if learned_from(path) else ""))
         print(f"  {'index':<13} {'on':>4} {'top-1':>7} {'top-3':>7} {'off':>4} {'abstain':>7}")
         for name, index in indexes.items():
@@ -167,6 +179,8 @@ def main(argv=None) -> int:
                 print(f"    highest off-topic confidence {best:.2f} ({text!r}); line 0.50, margin {0.5 - best:+.2f}")
                 print(f"    latency per answer: p50 {p50:.2f} ms, p99 {p99:.2f} ms (target < 50 ms); "
                       f"off-topic with suggestions {_pct(r['off_topic_suggested'])}")
+                print(f"    with a near-copy among the index's labelled questions (cosine >= {NEAR_COPY}): "
+                      f"{_pct(near_copies(index, questions))}")
     return 0
 
 

@@ -2,10 +2,12 @@
 
     python bench/ask_fit.py [--set PATH]... [--target 0.98] [--folds 5] [--repeats 10]
 
-Features are `Index.features` of each question's best section on each of the four indexes bench/ask_bench.py
-scores (built-in only, each guide alone, both), a row per index where the question counts as it does there;
-each file's questions are scored on indexes that leave that file's questions out (knowledge.asked), as a
-question nobody asked before meets the index.
+Features are `Index.features` of each question's best section on each of the five indexes bench/ask_bench.py
+scores (built-in only, each guide alone, both, and both with no labelled question on a section: "unlearned"),
+a row per index where the question counts as it does there; each file's questions are scored on indexes that
+leave that file's questions out (knowledge.labelled), as a question nobody asked before meets the index.
+(The rows of the other files were scored on indexes that hold this file's questions: the leave-one-set-out
+figures below are not wholly unseen.)
 The label is whether the question is on topic (a guide section answers it): answering an on-topic question costs nothing
 even when the answer is wrong (abstaining misses it too), answering an off-topic one is the error.  The model
 is a logistic regression (class-balanced, L2 on standardised features, plain gradient descent: deterministic),
@@ -37,8 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ask_bench import shared_guides  # noqa: E402
-from knowledge import asked as labelled  # noqa: E402
-from knowledge import load_index  # noqa: E402
+from knowledge import labelled, load_index  # noqa: E402
 from knowledge.index import DECISION  # noqa: E402
 
 SETS = labelled.FILES
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--index", action="append", choices=["built-in", "old", "modern", "both", "unlearned"],
-                        help="only these indexes' rows (repeatable; default all four)")
+                        help="only these indexes' rows (repeatable; default all five)")
     parser.add_argument("--keys", help="comma-separated features to fit on (default DECISION's)")
     parser.add_argument("--write", action="store_true", help="write the fitted weights into knowledge/index.py")
     args = parser.parse_args(argv)
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
         guides = indexes[name]
         for path in args.sets or SETS:  # each file scored on an index without its own questions (as a new one)
             learned = labelled.load(exclude=[path])
-            index = load_index(guides, asked={None: learned[None]} if name == "unlearned" else learned)
+            index = load_index(guides, questions={None: learned.get(None, ())} if name == "unlearned" else learned)
             data += [{**r, "index": name} for r in rows(index, [path], one_guide=len(guides) == 1)]
     ids = [r["id"] for r in data]
     x = np.array([[r["f"].get(k, 0.0) for k in KEYS] for r in data], float)

@@ -9,8 +9,10 @@ seen count against coverage; numbers and English words count little or nothing.
 Whether to answer at all is a separate decision: a logistic model (DECISION) over a
 few features of the question and its best section (`Index.features`: coverage, how
 much of the heading it names, known and unknown words, length, tutorial phrasing,
-another mesh, the most specific words the section lacks), fit and cross-validated
-by bench/ask_fit.py.  A match's score is that model's confidence; 0.5 is the line.
+another mesh, the most specific words the section lacks, the gap to the next section,
+and how alike it is to the nearest labelled question of the section and to the nearest
+labelled off-topic one, knowledge.labelled), fit and cross-validated by
+bench/ask_fit.py.  A match's score is that model's confidence; 0.5 is the line.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ from rapidfuzz.distance import DamerauLevenshtein
 
 from handlers.markup import escape_mrkdwn
 
-from . import asked as asked_questions
-from . import builtin
+from . import builtin, labelled
 from .guide import DEFAULT_HOME, Block, Fetcher, Section, read_guide
 from .text import (
     ABBREVIATIONS,
@@ -49,23 +50,23 @@ from .text import (
 # (class-balanced, L2 on standardised features), its bias moved so that 0.5 is the line at which 98 % of the
 # tuning sets' off-topic questions stay unanswered.  Refit: python bench/ask_fit.py (it prints these lines).
 DECISION = {
-    "score": 6.443,
-    "heading": 1.848,
-    "known": 2.962,
-    "unknown": -1.008,
-    "words": 1.491,
-    "how_to": 1.092,
-    "other_mesh": -7.629,
-    "missed": -0.286,
-    "missed_mass": -3.188,
-    "line": 1.391,
-    "learned": -3.988,
-    "asked": 8.063,
-    "gap": 1.087,
-    "unanswered": -8.828,
-    "how_to_score": -7.110,
+    "score": 5.874,
+    "heading": 2.149,
+    "known": 1.917,
+    "unknown": -0.970,
+    "words": 1.426,
+    "how_to": 0.534,
+    "other_mesh": -5.249,
+    "missed": -0.080,
+    "missed_mass": -3.407,
+    "line": 0.982,
+    "learned": -4.088,
+    "asked": 8.090,
+    "gap": 1.212,
+    "unanswered": -10.145,
+    "how_to_score": -5.871,
 }
-DECISION_BIAS = -6.490
+DECISION_BIAS = -5.090
 RELATIVE = 0.6  # further matches must reach this share of the best score
 EXCERPT_LIMIT = 3000  # Slack's limit for a section block's text
 EXCERPT_TARGET = 1400  # what we aim for: a few steps, not the whole section
@@ -76,7 +77,7 @@ SUGGEST = 0.2  # with no confident answer, sections with this much coverage are 
 # BM25F by repetition: how many times each field of a section counts in its document.  Headings and
 # the checks' signatures name the problem most precisely; prose and code (commands, their output) less.
 # The context (the headings above a section, its page's topic) says where it is, not what it answers.
-# Questions asked before (knowledge.asked) say in people's words what it answers, each in passing.
+# Labelled questions (knowledge.labelled) say in people's words what a section answers, each in passing.
 FIELD_WEIGHTS = {"heading": 3, "subheadings": 2, "signatures": 2, "symptoms": 1, "context": 1, "body": 1,
                  "commands": 1, "asked": 1}
 # How much of a question word's information a section accounts for, by the field it is found in.
@@ -139,7 +140,7 @@ class Match:
 
 class Index:
     def __init__(self, sections: Sequence[Section], unanswered: Sequence[str] = ()) -> None:
-        """`unanswered`: questions asked before that no section answers (knowledge.asked)."""
+        """`unanswered`: labelled questions that no section answers (knowledge.labelled)."""
         self.sections = list(sections)
         self.warnings: tuple[str, ...] = ()  # from load_index: parts of guides that could not be read
         self._by_id = {alias: s for s in self.sections for alias in s.aliases}
@@ -154,8 +155,6 @@ class Index:
         # heading and its checks' signatures of three words or more (an error line, not a metric name or port).
         self._lines = [[set(ts) for x in (s.symptoms or (s.title, *s.also_titles, *s.signatures))
                         if len(ts := terms(x)) >= (3 if x in s.signatures else 1)] for s in self.sections]
-        self._asked = [[set(terms(q)) for q in s.asked] for s in self.sections]
-        self._unanswered = [set(terms(q)) for q in unanswered]
         # Where each term occurs in each section: the best field's COVER share (heading beats body).
         self._cover = []
         own: list[set[str]] = []
@@ -188,6 +187,9 @@ class Index:
         self._df = df
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self._idf_unknown = math.log(1 + (n - 0.5) / 1.5)  # as rare as a word in one section
+        # Index.features: the labelled questions of each section, and those no section answers, as (terms, norm).
+        self._asked = [[self._question(q) for q in s.asked] for s in self.sections]
+        self._unanswered = [self._question(q) for q in unanswered]
         common_word("the")  # loads the English word counts now, not during the first answer
         # Raw words for typo correction, mapped to their stems.
         self._spelling = {
@@ -196,6 +198,11 @@ class Index:
             for w in words(_document_text(s, own=True))
             if len(w) >= 4 and w.isalpha() and w not in STOPWORDS
         }
+
+    def _question(self, text: str) -> tuple[frozenset[str], float]:
+        """A labelled question's terms (numbers left out) and their norm, as `_nearest` weighs them."""
+        ts = frozenset(t for t in terms(text) if not _numeric(t))
+        return ts, math.sqrt(sum(self._info(t) ** 2 for t in ts)) or 1.0
 
     def section(self, section_id: str) -> Section | None:
         return self._by_id.get(section_id)
@@ -216,8 +223,8 @@ class Index:
         if not scored:
             return Answer([], [])
         top = scored[0][0]
-        asked = self._query(question)[1]
-        found = [(self.confidence(question, scored, i, asked), s) for i, (score, s) in enumerate(scored[:limit])
+        wanted = self._query(question)[1]
+        found = [(self.confidence(question, scored, i, wanted), s) for i, (score, s) in enumerate(scored[:limit])
                  if score >= SUGGEST]
         for i in range(1, len(found)):  # best first, whatever a later section's own features say
             found[i] = (min(found[i][0], found[i - 1][0]), found[i][1])
@@ -226,17 +233,17 @@ class Index:
                            if p >= 0.5 and score >= RELATIVE * top], [])
         return Answer([], [self._match(s, p, question) for p, s in found])
 
-    def confidence(self, question: str, scored: list[tuple[float, Section]], i: int = 0, asked=None) -> float:
+    def confidence(self, question: str, scored: list[tuple[float, Section]], i: int = 0, wanted=None) -> float:
         """How likely the question is one the guides answer, with `scored[i]` as its answer (0..1).
 
         A logistic model over `features` (DECISION: its weights and how they were fit).
         """
-        f = self.features(question, scored, i, asked)
+        f = self.features(question, scored, i, wanted)
         z = DECISION_BIAS + sum(DECISION[k] * f[k] for k in DECISION)
         return 1 / (1 + math.exp(-z))
 
     def features(self, question: str, scored: list[tuple[float, Section]], i: int = 0,
-                 asked: dict[str, float] | None = None) -> dict[str, float]:
+                 wanted: dict[str, float] | None = None) -> dict[str, float]:
         """What the answer/abstain decision reads, for `scored[i]` as the answer.
 
         score: its coverage (`_scored`); heading: the share of its heading's information (IDF mass) the
@@ -245,11 +252,14 @@ class Index:
         log(1 + the question's words); how_to: a tutorial question (`asks_how_to`) and the heading no
         instruction; other_mesh: about Linkerd, Consul or Kuma; missed: the IDF of the most specific word the
         index has and the section lacks (a share of the largest IDF), missed_mass: the share of the question's
-        information in such words; line: the largest share of one symptom's information the question names.
+        information in such words; line: the largest share of one symptom's information the question names;
+        learned: whether the section has labelled questions; asked / unanswered: how alike the question is to the
+        nearest of them / of the labelled off-topic ones (`_nearest`); gap: how far the next section trails;
+        how_to_score: tutorial phrasing times coverage.
         """
         score, section = scored[i]
-        asked = self._query(question)[1] if asked is None else asked
-        info = {t: w * self._info(t) for t, w in asked.items() if not _numeric(t)}
+        wanted = self._query(question)[1] if wanted is None else wanted
+        info = {t: w * self._info(t) for t, w in wanted.items() if not _numeric(t)}
         total = sum(info.values()) or 1.0
         heading = set(terms("\n".join((section.title, *section.also_titles))))
         heading_mass = sum(self._idf.get(t, 0.0) for t in heading) or 1.0
@@ -258,42 +268,42 @@ class Index:
                   and not any(x in have for x in SYNONYMS.get(t, ()))]
         out = {
             "score": score,
-            "heading": sum(self._idf.get(t, 0.0) for t in heading if t in asked) / heading_mass,
+            "heading": sum(self._idf.get(t, 0.0) for t in heading if t in wanted) / heading_mass,
             "known": sum(x for t, x in info.items() if self._known(t)) / total,
-            "unknown": float(sum(1 for t, w in asked.items() if not self._known(t) and w >= 1.0
+            "unknown": float(sum(1 for t, w in wanted.items() if not self._known(t) and w >= 1.0
                                  and not _numeric(t))),
-            "words": math.log1p(len(asked)),
+            "words": math.log1p(len(wanted)),
             "how_to": float(asks_how_to(question) and not answers_how_to(section.title)),
             "other_mesh": float(about_other_mesh(question)),
             "missed": max(missed, default=0.0) / self._idf_unknown,
             "missed_mass": sum(missed) / total,
-            "line": self._best_line(section, asked),
+            "line": self._best_line(section, wanted),
             "learned": float(bool(self._asked[self._position[section.id]])),
-            "asked": self._nearest(self._asked[self._position[section.id]], asked),
-            "unanswered": self._nearest(self._unanswered, asked),
+            "asked": self._nearest(self._asked[self._position[section.id]], wanted),
+            "unanswered": self._nearest(self._unanswered, wanted),
             "gap": 1 - scored[i + 1][0] / score if i + 1 < len(scored) and score > 0 else 1.0,
         }
         out["how_to_score"] = out["how_to"] * out["score"]  # a tutorial question needs a closer match
         return out
 
-    def _nearest(self, questions: list[set[str]], asked: dict[str, float]) -> float:
-        """How alike the question and the most alike of `questions` are (IDF-weighted cosine of their terms)."""
-        mine = {t for t in asked if not _numeric(t)}
+    def _nearest(self, questions: list[tuple[frozenset[str], float]], wanted: dict[str, float]) -> float:
+        """How alike the question and the most alike of `questions` (terms, norm) are: the cosine of their terms,
+        each weighted by its information (`_info`: a word no section has counts as a rare one)."""
+        mine = {t for t in wanted if not _numeric(t)}
         mass = math.sqrt(sum(self._info(t) ** 2 for t in mine)) or 1.0
         best = 0.0
-        for other in questions:
-            shared = sum(self._idf.get(t, 0.0) ** 2 for t in mine & other)
+        for other, norm in questions:
+            shared = sum(self._info(t) ** 2 for t in mine & other)
             if shared:
-                norm = math.sqrt(sum(self._idf.get(t, 0.0) ** 2 for t in other)) or 1.0
                 best = max(best, shared / (mass * norm))
         return best
 
-    def _best_line(self, section: Section, asked: dict[str, float]) -> float:
+    def _best_line(self, section: Section, wanted: dict[str, float]) -> float:
         """The largest share of one symptom's information (IDF mass) that the question names."""
         best = 0.0
         for line in self._lines[self._position[section.id]]:
             mass = sum(self._idf.get(t, 0.0) for t in line) or 1.0
-            best = max(best, sum(self._idf.get(t, 0.0) for t in line if t in asked) / mass)
+            best = max(best, sum(self._idf.get(t, 0.0) for t in line if t in wanted) / mass)
         return best
 
     @staticmethod
@@ -303,7 +313,7 @@ class Index:
         return (answers_how_to(section.title) or not asks_how_to(question)) and not about_other_mesh(question)
 
     def _scored(self, question: str) -> list[tuple[float, Section]]:
-        weights, asked, fixes = self._query(question)
+        weights, wanted, fixes = self._query(question)
         if not weights or not self.sections:
             return []
         known = {t: w for t, w in weights.items() if t in self._vocab}
@@ -319,14 +329,14 @@ class Index:
             return []
         # Numbers (timestamps, counts, addresses, a port) count for a section that has them, never against
         # one that lacks them.
-        info = {t: w * self._info(t) for t, w in asked.items()}
+        info = {t: w * self._info(t) for t, w in wanted.items()}
         total = sum(x for t, x in info.items() if not _numeric(t))
         scored = []
         for i, s in enumerate(self.sections):
             if raw[i] <= 0:
                 continue
             have, cover = self._doc_terms[i], self._cover[i]
-            hits = {t: w for t, w in asked.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
+            hits = {t: w for t, w in wanted.items() if t in have or any(x in have for x in SYNONYMS.get(t, ()))}
             covered = sum(info[t] * cover.get(t, COVER["body"]) for t in hits)
             extra = sum(info[t] for t in hits if _numeric(t))
             evidence = min(1.0, sum(hits.values()) / EVIDENCE)
@@ -366,6 +376,8 @@ class Index:
                     weight = COMMON_WEIGHT
                 elif english_word(w) and not (len(w) >= 4 and self._correct(w)):
                     weight = ENGLISH_WEIGHT
+                elif t in self._vocab:
+                    pass  # a word only earlier questions use ("containerd"): theirs, not a typo of a guide's word
                 elif len(w) >= 4 and (fixed := self._correct(w)):
                     fixes[t] = fixed
                     t, weight = fixed, TYPO_WEIGHT
@@ -536,7 +548,7 @@ def builtin_sections() -> list[Section]:
 
 
 def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section],
-          asked: Mapping[str, Sequence[str]] | None = None) -> list[Section]:
+          questions: Mapping[str | None, Sequence[str]] | None = None) -> list[Section]:
     """Guide sections win on text; built-in entries add symptoms, the checks their ids and signatures, and
     the questions asked (section id or alias → questions) their own field.
 
@@ -555,9 +567,9 @@ def merge(guide_sections: Sequence[Section], builtin_list: Sequence[Section],
             s = replace(s, symptoms=tuple(x for b in found for x in b.symptoms) + titles,
                         aliases=s.aliases + tuple(ids))
         merged.append(s)
-    asked = asked or {}
+    questions = questions or {}
     merged = [_with_checks(s) for s in merged + left]
-    merged = [replace(s, asked=tuple(q for i in (s.id, *s.aliases) for q in asked.get(i, ()))) for s in merged]
+    merged = [replace(s, asked=tuple(q for i in (s.id, *s.aliases) for q in questions.get(i, ()))) for s in merged]
     return _list_children(merged)
 
 
@@ -604,7 +616,7 @@ def load_index(
     cache_dir: str | None = None,
     timeout: float | None = None,
     fetcher: Fetcher | None = None,
-    asked: Mapping[str, Sequence[str]] | None = None,
+    questions: Mapping[str | None, Sequence[str]] | None = None,
 ) -> Index:
     """Build an index from guides (paths or URLs) and the built-in knowledge.
 
@@ -612,7 +624,7 @@ def load_index(
     replaces `{{home}}` in guides; `base_urls` maps a guide source to the docs
     page its section links point at, when its front matter does not say.
     URL guides are cached in memory for the process, and in `cache_dir` when
-    given.  `asked` replaces the labelled questions (default: knowledge.asked.load(), every file).
+    given.  `questions` replaces the labelled questions (default: knowledge.labelled.load(), every file).
     Raises GuideError with a message fit for the user.
     """
     if fetcher is None and (cache_dir or timeout):
@@ -645,9 +657,9 @@ def load_index(
                     also_titles=first.also_titles + ((s.title,) if s.title != first.title else ()),
                     subheadings=first.subheadings + s.subheadings, context=first.context + s.context)
             # else a guide repeating its own heading: keep the first
-    asked = asked_questions.load() if asked is None else asked
-    index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else [], asked),
-                  asked.get(None, ()))
+    questions = labelled.load() if questions is None else questions
+    index = Index(merge(list(sections.values()), builtin_sections() if include_builtin else [], questions),
+                  questions.get(None, ()))
     index.warnings = tuple(warnings)
     return index
 

@@ -1,11 +1,12 @@
 """Questions people asked, each labelled with the section that answers it: what the ranker learns from.
 
-Each file of knowledge/questions/ has its own writer (its header says who; most never read this package), and
-the index adds each labelled question to its section as one more field (`Section.asked`), so a question put
-the way earlier ones were finds its section even where the guide's words differ.  Off-topic questions
-(`expect: null`) teach only the answer/abstain decision (bench/ask_fit.py).  Every figure on these files is
-taken with the file itself left out of the index (`load(exclude=...)`); the held-out set,
-tests/knowledge/ask_heldout_blind.yaml, is not here and must never be.
+Each file of knowledge/questions/ has its own writer (its header says who; all but ask_eval.yaml never read
+this package), and the index adds each labelled question to its section as one more field (`Section.asked`),
+so a question put the way earlier ones were finds its section even where the guide's words differ.  Off-topic
+questions (`expect: null`) feed the answer/abstain decision (`Index.features`' "unanswered").  The bench
+scores each file on indexes built without it (`load(exclude=...)`), though the decision's weights were fit
+on every file (bench/ask_fit.py).  The held-out and validation sets (tests/knowledge/) are not here and must
+never be.
 """
 
 from __future__ import annotations
@@ -22,10 +23,22 @@ FOLDER = Path(__file__).with_name("questions")
 FILES = tuple(sorted(FOLDER.glob("*.yaml")))
 
 
+class QuestionFileError(ValueError):
+    pass
+
+
 @cache
 def read(path: Path) -> tuple[dict, ...]:
-    """A question file's entries: {q, expect, kind}."""
-    return tuple(yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["questions"])
+    """A question file's entries: {q, expect, kind}; QuestionFileError naming the file and entry if malformed."""
+    data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    entries = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise QuestionFileError(f"{path}: no `questions:` list")
+    for n, q in enumerate(entries):
+        if not (isinstance(q, dict) and isinstance(q.get("q"), str) and "expect" in q
+                and (q["expect"] is None or isinstance(q["expect"], str))):
+            raise QuestionFileError(f"{path}: question {n + 1} needs `q` (text) and `expect` (a section id or null)")
+    return tuple(entries)
 
 
 def load(exclude: Iterable[Path | str] = ()) -> dict[str | None, tuple[str, ...]]:
