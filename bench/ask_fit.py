@@ -38,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ask_bench import shared_guides  # noqa: E402
+from bench.ask_bench import UNLEARNED, learned, shared_guides  # noqa: E402
 from knowledge import labelled, load_index  # noqa: E402
 from knowledge.index import DECISION  # noqa: E402
 
@@ -139,12 +139,11 @@ def main(argv=None) -> int:
     data = []
     # What bench/ask_bench.py scores; "unlearned": both guides whose sections have no labelled questions (the
     # unanswered ones still count), as a guide of a user's own meets the index.
-    indexes = {"built-in": [], "old": [old], "modern": [new], "both": [old, new], "unlearned": [old, new]}
+    indexes = {"built-in": [], "old": [old], "modern": [new], "both": [old, new], UNLEARNED: [old, new]}
     for name in args.index or list(indexes):
         guides = indexes[name]
         for path in args.sets or SETS:  # each file scored on an index without its own questions (as a new one)
-            learned = labelled.load(exclude=[path])
-            index = load_index(guides, questions={None: learned.get(None, ())} if name == "unlearned" else learned)
+            index = load_index(guides, questions=learned(name, exclude=[path]))
             data += [{**r, "index": name} for r in rows(index, [path], one_guide=len(guides) == 1)]
     ids = [r["id"] for r in data]
     x = np.array([[r["f"].get(k, 0.0) for k in KEYS] for r in data], float)

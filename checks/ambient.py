@@ -238,11 +238,11 @@ def _conditions(obj: dict) -> dict[str, dict]:
        signatures=("waypoint", "istio.io/use-waypoint", "istio.io/WaypointBound", "WaypointIsNotReady",
                    "ZtunnelAccepted", "UnsupportedValue", "istio-waypoint", "AuthorizationPolicy"))
 def waypoints(ctx: Context):
-    """An AuthorizationPolicy with HTTP fields that ambient pods' ztunnel enforces (bound by selector, or namespace-
-    wide) cannot be enforced as written, waypoint or not: ztunnel reads no HTTP and turns the rule into a DENY. Only
-    targetRefs to a waypoint (a Gateway of class istio-waypoint) or to its Services hand a policy to the waypoint.
-    istiod reports each Service's binding (`istio.io/WaypointBound`) and a waypoint's readiness as the Gateway's
-    `Programmed` condition."""
+    """An AuthorizationPolicy with HTTP fields that ambient pods' ztunnel enforces (bound by selector, namespace-wide
+    or, from the root namespace, mesh-wide) cannot be enforced as written, waypoint or not: ztunnel reads no HTTP
+    and turns the rule into a DENY. Only targetRefs to a waypoint (a Gateway of class istio-waypoint) or to its
+    Services hand a policy to the waypoint. istiod reports each Service's binding (`istio.io/WaypointBound`) and
+    a waypoint's readiness as the Gateway's `Programmed` condition."""
     if _no_ambient(ctx):
         return skipped("no pod is enrolled in ambient mode and no ztunnel runs")
     ns_labels = namespace_labels(ctx.get(ALL_NAMESPACES))

@@ -63,7 +63,7 @@ class Section:
     also_titles: tuple[str, ...] = ()  # the headings of the same section in other guides, when they differ
     subheadings: tuple[str, ...] = ()  # the #### headings folded into it
     context: tuple[str, ...] = ()  # the headings above it, and its page's title and description (a topic)
-    asked: tuple[str, ...] = ()  # labelled questions it answers (knowledge.asked): how people put its problem
+    asked: tuple[str, ...] = ()  # labelled questions it answers (knowledge.labelled): how people put its problem
 
     @property
     def text(self) -> str:

@@ -190,6 +190,7 @@ class Index:
         # Index.features: the labelled questions of each section, and those no section answers, as (terms, norm).
         self._asked = [[self._question(q) for q in s.asked] for s in self.sections]
         self._unanswered = [self._question(q) for q in unanswered]
+        self._last_unanswered: tuple[frozenset[str] | None, float] = (None, 0.0)
         common_word("the")  # loads the English word counts now, not during the first answer
         # Raw words for typo correction, mapped to their stems.
         self._spelling = {
@@ -280,11 +281,19 @@ class Index:
             "line": self._best_line(section, wanted),
             "learned": float(bool(self._asked[self._position[section.id]])),
             "asked": self._nearest(self._asked[self._position[section.id]], wanted),
-            "unanswered": self._nearest(self._unanswered, wanted),
+            "unanswered": self._nearest_unanswered(wanted),
             "gap": 1 - scored[i + 1][0] / score if i + 1 < len(scored) and score > 0 else 1.0,
         }
         out["how_to_score"] = out["how_to"] * out["score"]  # a tutorial question needs a closer match
         return out
+
+    def _nearest_unanswered(self, wanted: dict[str, float]) -> float:
+        """`_nearest` over the labelled off-topic questions: a question's, not a section's, so `answer` asks it for
+        each of its candidates and one remembered result serves them all."""
+        key = frozenset(wanted)
+        if self._last_unanswered[0] != key:
+            self._last_unanswered = (key, self._nearest(self._unanswered, wanted))
+        return self._last_unanswered[1]
 
     def _nearest(self, questions: list[tuple[frozenset[str], float]], wanted: dict[str, float]) -> float:
         """How alike the question and the most alike of `questions` (terms, norm) are: the cosine of their terms,
